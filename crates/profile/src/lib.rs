@@ -1,0 +1,238 @@
+//! Brainbox security profiles: what a watched container is, as data.
+//!
+//! A profile is a YAML file in `profiles/`. Containers choose one with the label
+//! [`PROFILE_LABEL`]; a container without it is not watched. Each capability (zones, egress,
+//! rules, responses) adds its own section here, always with `deny_unknown_fields` so a typo is an
+//! error, not a silently ignored key.
+
+use serde::Deserialize;
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+};
+
+/// The container label that selects a profile (and so marks the container as watched).
+pub const PROFILE_LABEL: &str = "brainbox.io/profile";
+/// The container label naming the pod a container belongs to (the lab's stand-in for a pod).
+pub const POD_LABEL: &str = "brainbox.io/pod";
+/// The container label naming the container's role in its pod: `agent` or `sidecar`.
+pub const ROLE_LABEL: &str = "brainbox.io/role";
+
+/// Network zone of a container.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum Zone {
+    /// Agent code: trusted with nothing.
+    Untrusted,
+    /// Orchestrators and shared state.
+    Internal,
+    /// Identity, node agent, operator.
+    Control,
+}
+
+/// One brainbox security profile.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Profile {
+    /// Unique name; containers refer to it by [`PROFILE_LABEL`].
+    pub name: String,
+    /// What the profile is for, for people.
+    #[serde(default)]
+    pub description: String,
+    /// The zone every container with this profile belongs to.
+    pub zone: Zone,
+    /// Whether the sensor reports this profile's process events (default true).
+    #[serde(default = "yes")]
+    pub watch: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Errors loading profiles; each names the file and, where known, the field.
+#[derive(Debug, thiserror::Error)]
+pub enum ProfileError {
+    /// A file or folder could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The YAML does not match the schema.
+    #[error("{path}: {message}")]
+    Schema { path: PathBuf, message: String },
+    /// A semantic rule is broken.
+    #[error("{path}: field `{field}`: {reason}")]
+    Invalid {
+        path: PathBuf,
+        field: String,
+        reason: String,
+    },
+    /// Two files define the same profile name.
+    #[error("profile `{name}` is defined twice: {first} and {second}")]
+    Duplicate {
+        name: String,
+        first: PathBuf,
+        second: PathBuf,
+    },
+}
+
+impl Profile {
+    /// Parses one profile from YAML text; `path` is used in errors.
+    pub fn from_yaml(text: &str, path: &Path) -> Result<Self, ProfileError> {
+        let p: Profile = serde_yaml::from_str(text).map_err(|e| ProfileError::Schema {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
+        p.validate(path)?;
+        Ok(p)
+    }
+
+    fn validate(&self, path: &Path) -> Result<(), ProfileError> {
+        let ok = !self.name.is_empty()
+            && self.name.len() <= 63
+            && self
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if !ok {
+            return Err(ProfileError::Invalid {
+                path: path.to_owned(),
+                field: "name".into(),
+                reason: format!(
+                    "`{}` must be 1-63 characters of a-z, 0-9 and '-' (it is used in labels)",
+                    self.name
+                ),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// All profiles of a folder, by name.
+#[derive(Debug, Clone, Default)]
+pub struct ProfileSet {
+    profiles: BTreeMap<String, (Profile, PathBuf)>,
+}
+
+impl ProfileSet {
+    /// Loads every `*.yaml`/`*.yml` file directly in `dir` that declares a profile (files with a
+    /// top-level `kind:` other than `profile` are other data, such as rule overrides, and skipped).
+    pub fn load_dir(dir: &Path) -> Result<Self, ProfileError> {
+        let mut set = ProfileSet::default();
+        let read = |source| ProfileError::Read {
+            path: dir.to_owned(),
+            source,
+        };
+        let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map_err(read)?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")))
+            .collect();
+        paths.sort();
+        for path in paths {
+            let text = std::fs::read_to_string(&path).map_err(|source| ProfileError::Read {
+                path: path.clone(),
+                source,
+            })?;
+            if !is_profile_document(&text) {
+                continue;
+            }
+            let p = Profile::from_yaml(&strip_kind(&text), &path)?;
+            set.insert(p, path)?;
+        }
+        Ok(set)
+    }
+
+    /// Adds a profile, refusing a duplicate name.
+    pub fn insert(&mut self, p: Profile, path: PathBuf) -> Result<(), ProfileError> {
+        if let Some((_, first)) = self.profiles.get(&p.name) {
+            return Err(ProfileError::Duplicate {
+                name: p.name.clone(),
+                first: first.clone(),
+                second: path,
+            });
+        }
+        self.profiles.insert(p.name.clone(), (p, path));
+        Ok(())
+    }
+
+    /// The profile called `name`.
+    pub fn get(&self, name: &str) -> Option<&Profile> {
+        self.profiles.get(name).map(|(p, _)| p)
+    }
+
+    /// Number of profiles.
+    pub fn len(&self) -> usize {
+        self.profiles.len()
+    }
+
+    /// True when there are none.
+    pub fn is_empty(&self) -> bool {
+        self.profiles.is_empty()
+    }
+
+    /// Profile names, sorted.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.profiles.keys().map(String::as_str)
+    }
+}
+
+/// Profile files start with `kind: profile`; anything else in `profiles/` is other data.
+fn is_profile_document(text: &str) -> bool {
+    text.lines()
+        .map(str::trim_end)
+        .any(|l| l == "kind: profile")
+}
+
+fn strip_kind(text: &str) -> String {
+    text.lines()
+        .filter(|l| l.trim_end() != "kind: profile")
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_profile_in_the_repo_loads() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../profiles");
+        let set = ProfileSet::load_dir(&dir).unwrap();
+        assert!(
+            set.get("default").is_some(),
+            "profiles/default.yaml must exist"
+        );
+    }
+
+    #[test]
+    fn unknown_field_is_an_error() {
+        let e = Profile::from_yaml("name: a\nzone: untrusted\nzoen: x\n", Path::new("t.yaml"))
+            .unwrap_err();
+        assert!(e.to_string().contains("zoen"), "{e}");
+    }
+
+    #[test]
+    fn bad_zone_and_name_are_errors() {
+        assert!(Profile::from_yaml("name: a\nzone: dmz\n", Path::new("t")).is_err());
+        let e = Profile::from_yaml("name: A_b\nzone: control\n", Path::new("t")).unwrap_err();
+        assert!(e.to_string().contains("`name`"), "{e}");
+    }
+
+    #[test]
+    fn duplicate_names_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        for f in ["a.yaml", "b.yaml"] {
+            std::fs::write(
+                dir.path().join(f),
+                "kind: profile\nname: x\nzone: internal\n",
+            )
+            .unwrap();
+        }
+        let e = ProfileSet::load_dir(dir.path()).unwrap_err();
+        assert!(matches!(e, ProfileError::Duplicate { .. }), "{e}");
+    }
+}

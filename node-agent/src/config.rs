@@ -1,0 +1,176 @@
+//! The node agent's one configuration struct (`--config FILE` plus `BRAINBOX_*` variables).
+
+use brainbox_common::{
+    config::{ConfigError, Validate},
+    metrics::MetricsConfig,
+    telemetry::LogConfig,
+};
+use serde::Deserialize;
+use std::path::PathBuf;
+
+/// Everything the node agent can be told.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AgentConfig {
+    /// Node name reported in events (default: the host name).
+    pub node_name: String,
+    /// Folder of brainbox profiles.
+    pub profiles_dir: PathBuf,
+    /// `[log]`: level and format.
+    pub log: LogConfig,
+    /// `[metrics]`: Prometheus endpoint.
+    pub metrics: MetricsConfig,
+    /// `[sensor]`: eBPF settings.
+    pub sensor: SensorConfig,
+    /// `[docker]`: where containers come from.
+    pub docker: DockerConfig,
+    /// `[events]`: where events go.
+    pub events: EventsConfig,
+}
+
+/// eBPF sensor settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SensorConfig {
+    /// Ring buffer size in bytes; a power of two, at least one page.
+    pub ring_buffer_bytes: u32,
+    /// Seconds between reads of the kernel's event and drop counters.
+    pub stats_interval_secs: u64,
+}
+
+/// Docker runtime settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DockerConfig {
+    /// The Docker API socket.
+    pub socket: PathBuf,
+    /// Mount point of the cgroup v2 hierarchy; empty means "find it in /proc/self/mountinfo".
+    pub cgroup2_mount: PathBuf,
+}
+
+/// Event output settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EventsConfig {
+    /// `-` for stdout (default) or a file path to append JSON lines to.
+    pub output: String,
+    /// Also report events of containers that disappeared before they could be identified.
+    pub include_unattributed: bool,
+}
+
+impl Default for AgentConfig {
+    fn default() -> Self {
+        Self {
+            node_name: String::new(),
+            profiles_dir: PathBuf::from("profiles"),
+            log: LogConfig::default(),
+            metrics: MetricsConfig::on("127.0.0.1:9464"),
+            sensor: SensorConfig::default(),
+            docker: DockerConfig::default(),
+            events: EventsConfig::default(),
+        }
+    }
+}
+
+impl Default for SensorConfig {
+    fn default() -> Self {
+        Self {
+            ring_buffer_bytes: 4 * 1024 * 1024,
+            stats_interval_secs: 2,
+        }
+    }
+}
+
+impl Default for DockerConfig {
+    fn default() -> Self {
+        Self {
+            socket: PathBuf::from("/var/run/docker.sock"),
+            cgroup2_mount: PathBuf::new(),
+        }
+    }
+}
+
+impl Default for EventsConfig {
+    fn default() -> Self {
+        Self {
+            output: "-".into(),
+            include_unattributed: false,
+        }
+    }
+}
+
+impl Validate for AgentConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        self.log.validate("log")?;
+        self.metrics.addr("metrics")?;
+        let rb = self.sensor.ring_buffer_bytes;
+        if !rb.is_power_of_two() || rb < 4096 {
+            return Err(ConfigError::invalid(
+                "sensor.ring_buffer_bytes",
+                format!("{rb} must be a power of two and at least 4096"),
+            ));
+        }
+        if self.sensor.stats_interval_secs == 0 {
+            return Err(ConfigError::invalid(
+                "sensor.stats_interval_secs",
+                "must be at least 1",
+            ));
+        }
+        if self.events.output.is_empty() {
+            return Err(ConfigError::invalid(
+                "events.output",
+                "use `-` for stdout or a file path",
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl AgentConfig {
+    /// The node name, defaulting to the host name.
+    pub fn node(&self) -> String {
+        if !self.node_name.is_empty() {
+            return self.node_name.clone();
+        }
+        nix::unistd::gethostname()
+            .ok()
+            .and_then(|h| h.into_string().ok())
+            .unwrap_or_else(|| "unknown-node".into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use brainbox_common::config::load_from;
+
+    fn load(env: &[(&str, &str)]) -> Result<AgentConfig, ConfigError> {
+        load_from(
+            None,
+            env.iter().map(|(a, b)| (a.to_string(), b.to_string())),
+        )
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        load(&[]).unwrap();
+    }
+
+    #[test]
+    fn ring_buffer_must_be_power_of_two() {
+        let e = load(&[("BRAINBOX_SENSOR__RING_BUFFER_BYTES", "5000")]).unwrap_err();
+        assert!(e.to_string().contains("sensor.ring_buffer_bytes"), "{e}");
+    }
+
+    #[test]
+    fn bad_metrics_address_is_named() {
+        let e = load(&[("BRAINBOX_METRICS__LISTEN", "nope")]).unwrap_err();
+        assert!(e.to_string().contains("metrics.listen"), "{e}");
+    }
+
+    #[test]
+    fn bad_log_level_is_named() {
+        let e = load(&[("BRAINBOX_LOG__LEVEL", "=[")]).unwrap_err();
+        assert!(e.to_string().contains("log.level"), "{e}");
+    }
+}

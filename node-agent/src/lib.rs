@@ -1,0 +1,13 @@
+//! brainbox-node-agent: the privileged per-node half of brainbox-guard.
+//!
+//! Data flow: `sensor` (eBPF ring buffer) → decoded events → enriched with `runtime` (which
+//! container a cgroup is) → written by `events` as JSON lines. Rules, zones and responses plug in
+//! between enrichment and output.
+#![doc(html_no_source)]
+
+pub mod app;
+pub mod config;
+pub mod events;
+pub mod metrics;
+pub mod runtime;
+pub mod sensor;

@@ -1,0 +1,68 @@
+//! The node agent's Prometheus metrics, registered in one place.
+
+use prometheus_client::{
+    encoding::EncodeLabelSet,
+    metrics::{counter::Counter, family::Family, gauge::Gauge},
+    registry::Registry,
+};
+
+/// Label set for per-kind sensor counters.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabel {
+    /// Event kind (`exec`, ...).
+    pub kind: String,
+}
+
+/// All of the agent's metrics.
+#[derive(Default)]
+pub struct AgentMetrics {
+    /// Events the kernel wrote to the ring buffer.
+    pub kernel_events: Family<KindLabel, Counter>,
+    /// Events the kernel could not write (ring buffer full): never hidden.
+    pub kernel_drops: Family<KindLabel, Counter>,
+    /// Events read and decoded in user space.
+    pub events_read: Family<KindLabel, Counter>,
+    /// Records that could not be decoded (size or kind mismatch).
+    pub decode_errors: Counter,
+    /// Events whose cgroup matched no known container.
+    pub unattributed: Counter,
+    /// Containers currently watched.
+    pub watched_containers: Gauge,
+}
+
+impl AgentMetrics {
+    /// Registers every metric under the `brainbox` prefix.
+    pub fn register(&self, registry: &mut Registry) {
+        let r = registry.sub_registry_with_prefix("brainbox");
+        r.register(
+            "sensor_kernel_events",
+            "Events written to the ring buffer by the eBPF programs",
+            self.kernel_events.clone(),
+        );
+        r.register(
+            "sensor_kernel_drops",
+            "Events the eBPF programs could not deliver (ring buffer full)",
+            self.kernel_drops.clone(),
+        );
+        r.register(
+            "sensor_events_read",
+            "Events read from the ring buffer by user space",
+            self.events_read.clone(),
+        );
+        r.register(
+            "sensor_decode_errors",
+            "Ring buffer records that could not be decoded",
+            self.decode_errors.clone(),
+        );
+        r.register(
+            "sensor_unattributed_events",
+            "Events from a watched cgroup that matched no known container",
+            self.unattributed.clone(),
+        );
+        r.register(
+            "watched_containers",
+            "Containers whose cgroup the sensor watches",
+            self.watched_containers.clone(),
+        );
+    }
+}

@@ -1,0 +1,113 @@
+//! Which container a cgroup is: a bounded table fed by the container runtime (Docker today;
+//! Kubernetes pod metadata arrives through the same [`ContainerInfo`]).
+
+pub mod cgroup;
+pub mod docker;
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, RwLock},
+};
+
+/// What the agent knows about a watched container.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ContainerInfo {
+    /// Full container id.
+    pub id: String,
+    /// Name without the leading slash.
+    pub name: String,
+    /// Image reference as started (`brainbox-lab/busybox:1`).
+    pub image: String,
+    /// Image id (content digest) at start: the known-good baseline.
+    pub image_id: String,
+    /// Profile name from the `brainbox.io/profile` label.
+    pub profile: String,
+    /// Pod name from the `brainbox.io/pod` label, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pod: Option<String>,
+    /// Role in the pod (`agent`, `sidecar`), if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    /// cgroup v2 id.
+    #[serde(skip)]
+    pub cgroup_id: u64,
+}
+
+/// The container table: cgroup id → container, bounded.
+#[derive(Default, Clone)]
+pub struct ContainerTable {
+    inner: Arc<RwLock<HashMap<u64, Arc<ContainerInfo>>>>,
+}
+
+/// Most containers the table holds; past this, new containers are refused (and logged) rather
+/// than growing without bound.
+pub const MAX_CONTAINERS: usize = 65_536;
+
+impl ContainerTable {
+    /// Adds or replaces a container. Returns false when the table is full.
+    pub fn insert(&self, info: ContainerInfo) -> bool {
+        let mut map = self.inner.write().expect("container table lock");
+        if map.len() >= MAX_CONTAINERS && !map.contains_key(&info.cgroup_id) {
+            return false;
+        }
+        map.insert(info.cgroup_id, Arc::new(info));
+        true
+    }
+
+    /// Removes the container with this id; returns its cgroup id if it was known.
+    pub fn remove_by_id(&self, id: &str) -> Option<u64> {
+        let mut map = self.inner.write().expect("container table lock");
+        let cg = map.iter().find(|(_, c)| c.id == id).map(|(cg, _)| *cg)?;
+        map.remove(&cg);
+        Some(cg)
+    }
+
+    /// The container whose cgroup is `cgroup_id`.
+    pub fn get(&self, cgroup_id: u64) -> Option<Arc<ContainerInfo>> {
+        self.inner
+            .read()
+            .expect("container table lock")
+            .get(&cgroup_id)
+            .cloned()
+    }
+
+    /// Number of containers.
+    pub fn len(&self) -> usize {
+        self.inner.read().expect("container table lock").len()
+    }
+
+    /// True when empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(id: &str, cg: u64) -> ContainerInfo {
+        ContainerInfo {
+            id: id.into(),
+            name: id.into(),
+            image: "i".into(),
+            image_id: "sha256:x".into(),
+            profile: "default".into(),
+            pod: None,
+            role: None,
+            cgroup_id: cg,
+        }
+    }
+
+    #[test]
+    fn insert_get_remove() {
+        let t = ContainerTable::default();
+        assert!(t.insert(info("a", 1)));
+        assert!(t.insert(info("b", 2)));
+        assert_eq!(t.get(1).unwrap().id, "a");
+        assert_eq!(t.remove_by_id("a"), Some(1));
+        assert!(t.get(1).is_none());
+        assert_eq!(t.remove_by_id("zz"), None);
+        assert_eq!(t.len(), 1);
+    }
+}

@@ -1,0 +1,264 @@
+//! The eBPF sensor: loads the tracepoint programs, keeps the kernel's watch list, reads the ring
+//! buffer and exports the kernel's event and drop counters.
+
+pub mod decode;
+
+use crate::metrics::{AgentMetrics, KindLabel};
+use aya::{
+    maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf},
+    programs::TracePoint,
+    Ebpf, EbpfLoader,
+};
+use brainbox_ebpf_common::{
+    stat_index, EventKind, Stat, WatchFlags, EVENTS_MAP, STATS_MAP, WATCHED_MAP,
+};
+use decode::SensorEvent;
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+use tokio::{io::unix::AsyncFd, sync::mpsc};
+
+/// The compiled eBPF object, built by `build.rs`.
+static BPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/brainbox.bpf.o"));
+
+/// Tracepoints the sensor attaches, as (program, category, name).
+const TRACEPOINTS: &[(&str, &str, &str)] = &[
+    ("sys_enter_execve", "syscalls", "sys_enter_execve"),
+    ("sys_exit_execve", "syscalls", "sys_exit_execve"),
+    ("sys_enter_execveat", "syscalls", "sys_enter_execveat"),
+    ("sys_exit_execveat", "syscalls", "sys_exit_execveat"),
+];
+
+/// Why the sensor could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum SensorError {
+    /// The process lacks the privileges to load eBPF.
+    #[error(
+        "loading eBPF needs root (CAP_BPF, CAP_PERFMON and CAP_SYS_ADMIN); running as uid {0}"
+    )]
+    NotRoot(u32),
+    /// The kernel refused the object.
+    #[error("the kernel refused the eBPF object: {0}")]
+    Load(#[from] aya::EbpfError),
+    /// A program failed to load or attach.
+    #[error("eBPF program `{program}` ({category}/{name}): {source}")]
+    Program {
+        program: String,
+        category: String,
+        name: String,
+        #[source]
+        source: aya::programs::ProgramError,
+    },
+    /// A map is missing or of the wrong type.
+    #[error("eBPF map `{map}`: {reason}")]
+    Map { map: &'static str, reason: String },
+    /// tracefs is not mounted, so tracepoints cannot be attached.
+    #[error("tracefs is not mounted at /sys/kernel/tracing (mount -t tracefs tracefs /sys/kernel/tracing)")]
+    NoTracefs,
+    /// Reading the ring buffer failed.
+    #[error("ring buffer: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Handle to the kernel's watch list, shared with the container runtime watcher.
+#[derive(Clone)]
+pub struct WatchList {
+    map: Arc<Mutex<BpfHashMap<MapData, u64, u32>>>,
+}
+
+impl WatchList {
+    /// Starts reporting events from the cgroup `id`.
+    pub fn watch(&self, id: u64) -> Result<(), SensorError> {
+        self.map
+            .lock()
+            .expect("watch list lock")
+            .insert(id, WatchFlags::EVENTS, 0)
+            .map_err(|e| SensorError::Map {
+                map: WATCHED_MAP,
+                reason: e.to_string(),
+            })
+    }
+
+    /// Stops reporting events from the cgroup `id` (a no-op if it was not watched).
+    pub fn unwatch(&self, id: u64) {
+        let _ = self.map.lock().expect("watch list lock").remove(&id);
+    }
+}
+
+/// A loaded, attached sensor.
+pub struct Sensor {
+    // Keeps programs attached for as long as the sensor lives.
+    _bpf: Ebpf,
+    ring: RingBuf<MapData>,
+    stats: PerCpuArray<MapData, u64>,
+    watch: WatchList,
+}
+
+impl Sensor {
+    /// Loads the object, sizes the ring buffer, and attaches every tracepoint.
+    pub fn load(ring_buffer_bytes: u32) -> Result<Self, SensorError> {
+        let uid = nix::unistd::geteuid().as_raw();
+        if uid != 0 {
+            return Err(SensorError::NotRoot(uid));
+        }
+        if !std::path::Path::new("/sys/kernel/tracing/events").exists()
+            && !std::path::Path::new("/sys/kernel/debug/tracing/events").exists()
+        {
+            return Err(SensorError::NoTracefs);
+        }
+        let mut bpf = EbpfLoader::new()
+            .map_max_entries(EVENTS_MAP, ring_buffer_bytes)
+            .load(BPF_OBJECT)?;
+        for (program, category, name) in TRACEPOINTS {
+            let err = |source| SensorError::Program {
+                program: program.to_string(),
+                category: category.to_string(),
+                name: name.to_string(),
+                source,
+            };
+            let prog: &mut TracePoint = bpf
+                .program_mut(program)
+                .ok_or_else(|| SensorError::Map {
+                    map: "programs",
+                    reason: format!("program {program} missing from the object"),
+                })?
+                .try_into()
+                .map_err(err)?;
+            prog.load().map_err(err)?;
+            prog.attach(category, name).map_err(err)?;
+        }
+        let take = |bpf: &mut Ebpf, map: &'static str| {
+            bpf.take_map(map).ok_or(SensorError::Map {
+                map,
+                reason: "missing from the object".into(),
+            })
+        };
+        let ring =
+            RingBuf::try_from(take(&mut bpf, EVENTS_MAP)?).map_err(|e| SensorError::Map {
+                map: EVENTS_MAP,
+                reason: e.to_string(),
+            })?;
+        let stats =
+            PerCpuArray::try_from(take(&mut bpf, STATS_MAP)?).map_err(|e| SensorError::Map {
+                map: STATS_MAP,
+                reason: e.to_string(),
+            })?;
+        let watched =
+            BpfHashMap::try_from(take(&mut bpf, WATCHED_MAP)?).map_err(|e| SensorError::Map {
+                map: WATCHED_MAP,
+                reason: e.to_string(),
+            })?;
+        Ok(Self {
+            _bpf: bpf,
+            ring,
+            stats,
+            watch: WatchList {
+                map: Arc::new(Mutex::new(watched)),
+            },
+        })
+    }
+
+    /// The watch list handle.
+    pub fn watch_list(&self) -> WatchList {
+        self.watch.clone()
+    }
+
+    /// Runs until `tx` closes: reads the ring buffer in batches and sends decoded events,
+    /// and exports the kernel counters every `stats_interval`.
+    pub async fn run(
+        self,
+        tx: mpsc::Sender<SensorEvent>,
+        metrics: Arc<AgentMetrics>,
+        stats_interval: Duration,
+    ) -> Result<(), SensorError> {
+        let Sensor {
+            _bpf, ring, stats, ..
+        } = self;
+        let stats_task = tokio::spawn(export_kernel_stats(stats, metrics.clone(), stats_interval));
+        // `AsyncFd::new` is deprecated in favour of the `unsafe` `register`, whose contract is that
+        // the fd stays open while registered. `RingBuf` owns its map fd (an `OwnedFd`) and the
+        // `AsyncFd` owns the `RingBuf`, so that holds; this keeps the crate free of `unsafe`.
+        #[allow(deprecated)]
+        let mut fd = AsyncFd::new(ring)?;
+        let result = loop {
+            let mut guard = match fd.readable_mut().await {
+                Ok(g) => g,
+                Err(e) => break Err(SensorError::Io(e)),
+            };
+            let ring = guard.get_inner_mut();
+            let mut batch = Vec::new();
+            while let Some(item) = ring.next() {
+                match decode::decode(&item) {
+                    Ok(ev) => {
+                        metrics
+                            .events_read
+                            .get_or_create(&KindLabel {
+                                kind: ev.kind_name().into(),
+                            })
+                            .inc();
+                        batch.push(ev);
+                    }
+                    Err(e) => {
+                        metrics.decode_errors.inc();
+                        tracing::warn!(error = %e, "undecodable ring buffer record");
+                    }
+                }
+            }
+            guard.clear_ready();
+            let mut closed = false;
+            for ev in batch {
+                if tx.send(ev).await.is_err() {
+                    closed = true;
+                    break;
+                }
+            }
+            if closed {
+                break Ok(());
+            }
+        };
+        stats_task.abort();
+        result
+    }
+}
+
+/// Copies the kernel's per-CPU counters into Prometheus counters (by delta, so they stay monotonic).
+async fn export_kernel_stats(
+    stats: PerCpuArray<MapData, u64>,
+    metrics: Arc<AgentMetrics>,
+    interval: Duration,
+) {
+    let mut last: HashMap<(u32, u32), u64> = HashMap::new();
+    let mut tick = tokio::time::interval(interval);
+    loop {
+        tick.tick().await;
+        for kind in EventKind::ALL {
+            for (stat, family) in [
+                (Stat::Emitted, &metrics.kernel_events),
+                (Stat::Dropped, &metrics.kernel_drops),
+            ] {
+                let idx = stat_index(kind as u32, stat);
+                let Ok(values) = stats.get(&idx, 0) else {
+                    continue;
+                };
+                let total: u64 = values.iter().sum();
+                let prev = last.insert((kind as u32, stat as u32), total).unwrap_or(0);
+                if total > prev {
+                    family
+                        .get_or_create(&KindLabel {
+                            kind: kind.name().into(),
+                        })
+                        .inc_by(total - prev);
+                }
+                if matches!(stat, Stat::Dropped) && total > prev {
+                    tracing::warn!(
+                        kind = kind.name(),
+                        dropped = total - prev,
+                        "sensor dropped events: ring buffer full"
+                    );
+                }
+            }
+        }
+    }
+}

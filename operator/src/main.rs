@@ -1,0 +1,54 @@
+//! brainboxctl: the operator's command line.
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+/// brainbox-guard operator CLI: profiles, alerts, evidence, audit, safe mode, sidecar injection.
+#[derive(Parser)]
+#[command(version, about, long_about = None)]
+struct Cli {
+    /// Print machine-readable JSON instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check every profile in a folder and list them.
+    Profiles {
+        /// The profiles folder.
+        #[arg(default_value = "profiles")]
+        dir: PathBuf,
+    },
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let code = match cli.command {
+        Command::Profiles { dir } => match brainbox_profile::ProfileSet::load_dir(&dir) {
+            Ok(set) => {
+                if cli.json {
+                    let names: Vec<&str> = set.names().collect();
+                    println!("{}", serde_json::json!({ "profiles": names }));
+                } else {
+                    for name in set.names() {
+                        let p = set.get(name).expect("listed");
+                        println!(
+                            "{name:<20} zone={:<10} {}",
+                            format!("{:?}", p.zone).to_lowercase(),
+                            p.description
+                        );
+                    }
+                }
+                0
+            }
+            Err(e) => {
+                eprintln!("brainboxctl: {e}");
+                65
+            }
+        },
+    };
+    std::process::exit(code);
+}

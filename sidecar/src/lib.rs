@@ -1,0 +1,4 @@
+//! brainbox-sidecar: the per-pod half of brainbox-guard. Identity (`svid`), the egress proxy
+//! (`egress`) and log redaction (`redact`) land here as modules.
+
+pub mod config;
