@@ -475,3 +475,103 @@ pub fn clean_lines(seed: u64, n: usize) -> Vec<String> {
         })
         .collect()
 }
+
+/// Recall and false positives of an engine on the corpus.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    /// Per kind: (lines, lines with no leak, lines whose marker names the kind).
+    pub per_kind: std::collections::BTreeMap<&'static str, (usize, usize, usize)>,
+    /// Clean lines tested.
+    pub clean: usize,
+    /// Clean lines changed.
+    pub clean_changed: usize,
+    /// Examples of leaks and false positives (at most 20 each), for debugging.
+    pub leaks: Vec<String>,
+    /// Examples of changed clean lines.
+    pub false_positives: Vec<String>,
+}
+
+impl Report {
+    /// Overall recall: lines without any leak / lines.
+    pub fn recall(&self) -> f64 {
+        let (n, ok) = self
+            .per_kind
+            .values()
+            .fold((0, 0), |(n, ok), v| (n + v.0, ok + v.1));
+        ok as f64 / n.max(1) as f64
+    }
+    /// Smallest per-kind recall.
+    pub fn min_kind_recall(&self) -> f64 {
+        self.per_kind
+            .values()
+            .map(|v| v.1 as f64 / v.0.max(1) as f64)
+            .fold(1.0, f64::min)
+    }
+    /// Fraction of clean lines changed.
+    pub fn fp_rate(&self) -> f64 {
+        self.clean_changed as f64 / self.clean.max(1) as f64
+    }
+    /// A Markdown table.
+    pub fn to_markdown(&self) -> String {
+        let mut s = String::from(
+            "| kind | lines | recall (no leak) | named right |\n|---|---:|---:|---:|\n",
+        );
+        for (k, (n, ok, named)) in &self.per_kind {
+            s.push_str(&format!(
+                "| {k} | {n} | {:.2}% | {:.2}% |\n",
+                100.0 * *ok as f64 / *n as f64,
+                100.0 * *named as f64 / *n as f64
+            ));
+        }
+        s.push_str(&format!(
+            "\nOverall recall {:.3}% (lowest kind {:.2}%); clean lines changed {}/{} = {:.3}%\n",
+            100.0 * self.recall(),
+            100.0 * self.min_kind_recall(),
+            self.clean_changed,
+            self.clean,
+            100.0 * self.fp_rate()
+        ));
+        s
+    }
+}
+
+/// A secret leaks when it, its JSON-escaped form, or any 12-byte window of it is in the output.
+pub fn leaks(output: &str, secret: &str) -> bool {
+    let esc = json_escape(secret);
+    if output.contains(secret) || output.contains(&esc) {
+        return true;
+    }
+    let b = secret.as_bytes();
+    let w = b.len().min(12);
+    b.windows(w)
+        .any(|win| memchr::memmem::find(output.as_bytes(), win).is_some())
+}
+
+/// Run the engine over the corpus (`per_rule` lines per rule, `clean` clean lines).
+pub fn evaluate(engine: &crate::Engine, seed: u64, per_rule: usize, clean: usize) -> Report {
+    let mut rep = Report::default();
+    for l in secret_lines(seed, per_rule) {
+        let out = engine.redact_line(l.line.as_bytes());
+        let leaked = l.secrets.iter().any(|s| leaks(&out.text, s));
+        let named = out.text.contains(&format!("[REDACTED:{}:", l.kind));
+        let e = rep.per_kind.entry(l.kind).or_default();
+        e.0 += 1;
+        e.1 += usize::from(!leaked);
+        e.2 += usize::from(named);
+        if leaked && rep.leaks.len() < 20 {
+            rep.leaks
+                .push(format!("{}: {}\n  -> {}", l.rule, l.line, out.text));
+        }
+    }
+    for l in clean_lines(seed ^ 0x5EED, clean) {
+        rep.clean += 1;
+        let out = engine.redact_line(l.as_bytes());
+        if out.text != l {
+            rep.clean_changed += 1;
+            if rep.false_positives.len() < 20 {
+                rep.false_positives.push(format!("{l}\n  -> {}", out.text));
+            }
+        }
+    }
+    rep
+}
