@@ -27,7 +27,7 @@ pub mod validate;
 #[cfg(test)]
 mod tests;
 
-use rules::{Check, Gate, Priority, DIGIT_RUN_GATE};
+use rules::{Check, Gate, Priority};
 
 /// Errors building an engine.
 #[derive(Debug, thiserror::Error)]
@@ -261,7 +261,8 @@ impl Fired {
 /// What the byte pass learned about a haystack.
 #[derive(Debug, Default, Clone, Copy)]
 struct Stats {
-    max_digit_run: u32,
+    /// Bit `Shape as u8` set when that digit shape occurs.
+    shapes: u8,
     at: bool,
     /// ASCII controls (other than tab) or DEL.
     ctrl: bool,
@@ -303,24 +304,84 @@ const fn class_table() -> [u8; 256] {
 static CLASSES: [u8; 256] = class_table();
 
 fn stats(hay: &[u8]) -> Stats {
+    use rules::Shape;
     let mut st = Stats::default();
-    let mut run = 0u32;
-    let mut seen = [false; 6];
-    for &b in hay {
-        let c = CLASSES[b as usize];
-        if c == C_DIGIT {
-            run += 1;
-            if run > st.max_digit_run {
-                st.max_digit_run = run;
-            }
-        } else if c != C_SEP {
-            run = 0;
-            seen[c as usize] = true;
+    // Digit groups: the current one's length and start, and the structure of the run of groups
+    // joined by single separators that it belongs to. Work happens only where a group ends.
+    let mut prev_g = 0u32; // previous group in the run, 0 if none
+    let mut prev_prev_g = 0u32;
+    let mut run_sd = 0u32; // digits joined by single ' ' or '-'
+    let mut run_sp = 0u32; // digits joined by single ' '
+    let mut last_end = usize::MAX - 1; // index after the last group
+    let mut last_sep = 0u8;
+    let mut run_start = 0usize; // index of the first digit of the run
+    let mut end_group = |g: u32, start: usize, end: usize, st: &mut Stats| {
+        let joined = last_end != usize::MAX - 1 && start == last_end + 1;
+        let sep = if joined { hay[last_end] } else { 0 };
+        if !joined {
+            prev_g = 0;
+            prev_prev_g = 0;
+            run_sd = 0;
+            run_sp = 0;
+            run_start = start;
         }
+        run_sd = if matches!(sep, b' ' | b'-') {
+            run_sd + g
+        } else {
+            g
+        };
+        run_sp = if sep == b' ' { run_sp + g } else { g };
+        // E.164: `+` then a country code, which never starts with 0 (`+0000` is a UTC offset).
+        if start > 0 && hay[start - 1] == b'+' && hay[start] != b'0' {
+            st.shapes |= 1 << Shape::Phone as u8;
+        }
+        if g == 4 && prev_g == 3 && matches!(sep, b' ' | b'-' | b'.') {
+            st.shapes |= 1 << Shape::Phone as u8;
+        }
+        if g == 4 && prev_g == 2 && prev_prev_g == 3 && sep == b'-' && last_sep == b'-' {
+            st.shapes |= 1 << Shape::Ssn as u8;
+        }
+        // Card numbers start with 2–6 (Mastercard 2-series, Amex/JCB/Diners, Visa, MC, Discover).
+        if run_sd >= 13 && matches!(hay[run_start], b'2'..=b'6') {
+            st.shapes |= 1 << Shape::Card as u8;
+        }
+        // An IBAN's digits follow its letters: `DE89…`, `GB29 NWBK 6016…`, `NL91ABNA0417…`.
+        if run_sp >= 10 {
+            let before = run_start.checked_sub(1).map(|i| hay[i]);
+            let before2 = run_start.checked_sub(2).map(|i| hay[i]);
+            if before.is_some_and(|b| b.is_ascii_uppercase())
+                || (before == Some(b' ') && before2.is_some_and(|b| b.is_ascii_uppercase()))
+            {
+                st.shapes |= 1 << Shape::Iban as u8;
+            }
+        }
+        prev_prev_g = prev_g;
+        prev_g = g;
+        last_sep = sep;
+        last_end = end;
+    };
+    // Bytes outside digit groups only OR their class into a mask; digit groups are skipped
+    // whole and looked at once, where they end.
+    let mut mask = 0u32;
+    let n = hay.len();
+    let mut i = 0;
+    while i < n {
+        let c = CLASSES[hay[i] as usize];
+        if c == C_DIGIT {
+            let start = i;
+            i += 1;
+            while i < n && hay[i].is_ascii_digit() {
+                i += 1;
+            }
+            end_group((i - start) as u32, start, i, &mut st);
+            continue;
+        }
+        mask |= 1 << c;
+        i += 1;
     }
-    st.at = seen[C_AT as usize];
-    st.ctrl = seen[C_CTRL as usize];
-    st.high = seen[C_HIGH as usize];
+    st.at = mask & (1 << C_AT) != 0;
+    st.ctrl = mask & (1 << C_CTRL) != 0;
+    st.high = mask & (1 << C_HIGH) != 0;
     st
 }
 
@@ -341,7 +402,7 @@ pub struct Engine {
     ac: Option<AhoCorasick>,
     /// For each Aho-Corasick pattern, the rules it opens.
     kw_rules: Vec<Vec<u16>>,
-    digit_rules: Fired,
+    digit_rules: [Fired; 4],
     at_rules: Fired,
     always_rules: Fired,
     key: FingerprintKey,
@@ -472,7 +533,7 @@ impl EngineBuilder {
         }
         let mut compiled = Vec::with_capacity(pending.len());
         let mut kw_index: Vec<(String, Vec<u16>)> = Vec::new();
-        let mut digit_rules = Fired::default();
+        let mut digit_rules = [Fired::default(); 4];
         let mut at_rules = Fired::default();
         let mut always_rules = Fired::default();
         for (i, p) in pending.into_iter().enumerate() {
@@ -495,7 +556,7 @@ impl EngineBuilder {
                 )));
             }
             match p.gate {
-                Gate::Digits => digit_rules.set(i),
+                Gate::Digits(shape) => digit_rules[shape as usize].set(i),
                 Gate::At => at_rules.set(i),
                 Gate::Keywords if p.keywords.is_empty() => always_rules.set(i),
                 Gate::Keywords => {
@@ -674,6 +735,34 @@ impl Engine {
         self.kinds.get(k as usize).map_or("unknown", String::as_str)
     }
 
+    /// For benchmarks and tuning: the ids of the rules a line opens (`"(json)"` for a
+    /// sensitive JSON key name), without running them.
+    #[doc(hidden)]
+    pub fn debug_fired(&self, line: &[u8]) -> Vec<&str> {
+        let f = self.fired(line, &stats(line));
+        let mut v: Vec<&str> = f
+            .iter()
+            .map(|r| self.rules[r as usize].id.as_str())
+            .collect();
+        if f.1 {
+            v.push("(json)");
+        }
+        v
+    }
+
+    /// For benchmarks: run only the prefilter (byte pass and keyword pass).
+    #[doc(hidden)]
+    pub fn debug_prefilter(&self, line: &[u8], what: u8) -> bool {
+        match what {
+            0 => stats(line).at,
+            1 => self
+                .ac
+                .as_ref()
+                .is_some_and(|ac| ac.find_overlapping_iter(line).next().is_some()),
+            _ => !self.fired(line, &stats(line)).is_empty(),
+        }
+    }
+
     /// The fingerprint of a secret under this engine's key.
     pub fn fingerprint(&self, secret: &[u8]) -> Fingerprint {
         self.key.fingerprint(secret)
@@ -701,9 +790,11 @@ impl Engine {
                 }
             }
         }
-        if st.max_digit_run >= DIGIT_RUN_GATE {
-            for (a, b) in f.0.iter_mut().zip(self.digit_rules.0.iter()) {
-                *a |= b;
+        for (shape, rules) in self.digit_rules.iter().enumerate() {
+            if st.shapes & (1 << shape) != 0 {
+                for (a, b) in f.0.iter_mut().zip(rules.0.iter()) {
+                    *a |= b;
+                }
             }
         }
         if st.at {
@@ -933,7 +1024,9 @@ impl Engine {
     fn redact_line_inner<'a>(&self, line: &'a [u8]) -> (Redaction<'a>, Option<blake3::Hasher>) {
         let st = stats(line);
         let fired = self.fired(line, &st);
-        if fired.is_empty() && !st.ctrl {
+        // JSON escapes can hide keywords (`ghp\u005f…`, `https:\/\/`): such lines are decoded.
+        let escaped_json = || memchr::memchr(b'\\', line).is_some() && looks_like_json(line);
+        if fired.is_empty() && !st.ctrl && !escaped_json() {
             if let Ok(s) = std::str::from_utf8(line) {
                 if !st.high || !escape::str_needs_escape(s) {
                     return (

@@ -13,15 +13,24 @@ use crate::Class;
 pub enum Gate {
     /// When one of the rule's keywords (ASCII case-insensitive) occurs in the text.
     Keywords,
-    /// When the text holds a run of at least [`DIGIT_RUN_GATE`] digits (separators allowed).
-    Digits,
+    /// When the text holds digits in a shape this kind of personal data has.
+    Digits(Shape),
     /// When the text holds an `@`.
     At,
 }
 
-/// Digits in one run (spaces, dashes, dots, slashes and parentheses do not break a run) that
-/// open the digit-gated rules: SSNs have 9, phone numbers 8–15, cards 13–19, IBANs 10+.
-pub const DIGIT_RUN_GATE: u32 = 8;
+/// Digit shapes found by the byte pass (cheap: evaluated only where a group of digits ends).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    /// `ddd<sep>dddd` at the end of a digit run (NANP), or `+` before a digit (E.164).
+    Phone = 0,
+    /// `ddd-dd-dddd`.
+    Ssn = 1,
+    /// 13+ digits joined by single spaces or dashes.
+    Card = 2,
+    /// 10+ digits joined by single spaces (what follows an IBAN's letters).
+    Iban = 3,
+}
 
 /// What a candidate must pass beyond its regex.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -478,7 +487,7 @@ pub static BUILTIN: &[Spec] = &[
         id: "phone-nanp",
         kind: "phone",
         class: P,
-        gate: Gate::Digits,
+        gate: Gate::Digits(Shape::Phone),
         keywords: &[],
         pattern: Pattern::Raw(r"(?:\+?1[ .-]?)?(?:\([2-9]\d{2}\)|\b[2-9]\d{2})[ .-]?\d{3}[ .-]\d{4}\b", 0),
         check: Check::Phone,
@@ -489,7 +498,7 @@ pub static BUILTIN: &[Spec] = &[
         id: "phone-international",
         kind: "phone",
         class: P,
-        gate: Gate::Digits,
+        gate: Gate::Digits(Shape::Phone),
         keywords: &[],
         pattern: Pattern::Raw(r"\+[1-9]\d{0,2}(?:[ .-]?\(?\d{1,5}\)?){2,6}\b", 0),
         check: Check::Phone,
@@ -500,7 +509,7 @@ pub static BUILTIN: &[Spec] = &[
         id: "us-ssn",
         kind: "us-ssn",
         class: P,
-        gate: Gate::Digits,
+        gate: Gate::Digits(Shape::Ssn),
         keywords: &[],
         pattern: Pattern::Raw(r"\b\d{3}-\d{2}-\d{4}\b", 0),
         check: Check::Ssn,
@@ -522,7 +531,7 @@ pub static BUILTIN: &[Spec] = &[
         id: "payment-card",
         kind: "payment-card",
         class: P,
-        gate: Gate::Digits,
+        gate: Gate::Digits(Shape::Card),
         keywords: &[],
         pattern: Pattern::Raw(
             r"\b(?:\d{4}[ -]\d{4}[ -]\d{4}[ -]\d{1,7}|\d{4}[ -]\d{6}[ -]\d{4,5}|\d{13,19})\b",
@@ -536,7 +545,7 @@ pub static BUILTIN: &[Spec] = &[
         id: "iban",
         kind: "iban",
         class: P,
-        gate: Gate::Digits,
+        gate: Gate::Digits(Shape::Iban),
         keywords: &[],
         pattern: Pattern::Raw(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b", 0),
         check: Check::Iban,
