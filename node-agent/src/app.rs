@@ -42,11 +42,10 @@ pub async fn run(cfg: AgentConfig) -> Result<(), RunError> {
         .map_err(|e| RunError::Config(format!("profiles: {e}")))?;
     let node = cfg.node();
     let metrics = Arc::new(AgentMetrics::default());
-    let mut registry = Registry::default();
-    metrics.register(&mut registry);
-
     let sensor = Sensor::load(cfg.sensor.ring_buffer_bytes)
         .map_err(|e| RunError::Unavailable(e.to_string()))?;
+    let mut registry = Registry::default();
+    metrics.register(&mut registry, sensor.kernel_stats());
     tracing::info!(programs = 4, "eBPF sensor loaded and attached");
     let watch = sensor.watch_list();
 
