@@ -26,7 +26,7 @@ use std::{
 use tokio::{io::unix::AsyncFd, sync::mpsc};
 
 /// The compiled eBPF object, built by `build.rs`.
-static BPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/brainbox.bpf.o"));
+static BPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/sensor.bpf.o"));
 
 /// Tracepoints the sensor attaches, as (program, category, name).
 const TRACEPOINTS: &[(&str, &str, &str)] = &[
