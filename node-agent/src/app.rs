@@ -2,8 +2,10 @@
 
 use crate::{
     config::AgentConfig,
+    enrich,
     events::{self, Sink},
     metrics::AgentMetrics,
+    process::ProcessTable,
     runtime::{cgroup, docker, ContainerTable},
     sensor::Sensor,
 };
@@ -46,7 +48,12 @@ pub async fn run(cfg: AgentConfig) -> Result<(), RunError> {
         .map_err(|e| RunError::Unavailable(e.to_string()))?;
     let mut registry = Registry::default();
     metrics.register(&mut registry, sensor.kernel_stats());
-    tracing::info!(programs = 4, "eBPF sensor loaded and attached");
+    let attached = sensor.attached();
+    tracing::info!(
+        programs = attached.programs,
+        missing = ?attached.missing,
+        "eBPF sensor loaded and attached"
+    );
     let watch = sensor.watch_list();
 
     let cgroup2 = if cfg.docker.cgroup2_mount.as_os_str().is_empty() {
@@ -98,22 +105,31 @@ pub async fn run(cfg: AgentConfig) -> Result<(), RunError> {
 
     let mut sink = Sink::open(&cfg.events.output)
         .map_err(|e| RunError::Config(format!("events.output `{}`: {e}", cfg.events.output)))?;
+    let mut procs = ProcessTable::default();
+    let mut last_expiry = std::time::Instant::now();
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|e| RunError::Runtime(e.to_string()))?;
     loop {
         tokio::select! {
             ev = rx.recv() => {
                 let Some(ev) = ev else { break };
-                let container = table.get(ev.header().cgroup_id);
-                if container.is_none() {
+                let Some(ev) = enrich::enrich(&ev, &mut procs, &table) else { continue };
+                if last_expiry.elapsed() > Duration::from_secs(1) {
+                    procs.expire(std::time::Instant::now());
+                    metrics.processes.set(procs.len() as i64);
+                    last_expiry = std::time::Instant::now();
+                }
+                if ev.container.is_none() {
                     metrics.unattributed.inc();
                     if !cfg.events.include_unattributed {
                         continue;
                     }
                 }
-                let out = events::build(&ev, &node, container.as_ref());
-                if let Err(e) = sink.write(&out) {
-                    return Err(RunError::Runtime(format!("writing events: {e}")));
+                if ev.is_exec() || cfg.events.syscalls {
+                    let out = events::build(&ev, &node);
+                    if let Err(e) = sink.write(&out) {
+                        return Err(RunError::Runtime(format!("writing events: {e}")));
+                    }
                 }
             }
             r = &mut watcher_task => {

@@ -56,6 +56,8 @@ pub struct EventsConfig {
     pub output: String,
     /// Also report events of containers that disappeared before they could be identified.
     pub include_unattributed: bool,
+    /// Write every watched syscall as an event, not only execs (verbose; for forensics and tests).
+    pub syscalls: bool,
 }
 
 impl Default for AgentConfig {
@@ -95,6 +97,7 @@ impl Default for EventsConfig {
         Self {
             output: "-".into(),
             include_unattributed: false,
+            syscalls: false,
         }
     }
 }

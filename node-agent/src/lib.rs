@@ -7,7 +7,9 @@
 
 pub mod app;
 pub mod config;
+pub mod enrich;
 pub mod events;
 pub mod metrics;
+pub mod process;
 pub mod runtime;
 pub mod sensor;

@@ -24,6 +24,8 @@ pub struct AgentMetrics {
     pub unattributed: Counter,
     /// Containers currently watched.
     pub watched_containers: Gauge,
+    /// Processes in the process table.
+    pub processes: Gauge,
 }
 
 impl AgentMetrics {
@@ -46,6 +48,11 @@ impl AgentMetrics {
             "sensor_unattributed_events",
             "Events from a watched cgroup that matched no known container",
             self.unattributed.clone(),
+        );
+        r.register(
+            "process_table_processes",
+            "Processes held in the process table",
+            self.processes.clone(),
         );
         r.register(
             "watched_containers",

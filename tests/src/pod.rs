@@ -38,7 +38,17 @@ pub struct PodSpec<'a> {
     pub profile: Option<&'a str>,
     /// Command of the agent container.
     pub agent_cmd: &'a [&'a str],
+    /// Read-only root file system for the agent container (default true; false gives it a
+    /// writable layer, as many real images have).
+    pub read_only: bool,
+    /// Mount the static `brainbox-attack` tool at [`ATTACK_TOOL`] in the agent container.
+    pub attack_tool: bool,
+    /// Extra `docker run` arguments for the agent container (before the image).
+    pub agent_args: Vec<String>,
 }
+
+/// Where the attack tool is mounted inside the agent container.
+pub const ATTACK_TOOL: &str = "/opt/brainbox/brainbox-attack";
 
 impl<'a> PodSpec<'a> {
     /// A watched pod with the `default` profile whose agent container idles.
@@ -47,8 +57,24 @@ impl<'a> PodSpec<'a> {
             name,
             profile: Some("default"),
             agent_cmd: &["sleep", "86400"],
+            read_only: true,
+            attack_tool: false,
+            agent_args: vec![],
         }
     }
+}
+
+/// Path of the static attack tool built for musl.
+pub fn attack_tool_binary() -> std::path::PathBuf {
+    let profile = if cfg!(debug_assertions) {
+        "debug"
+    } else {
+        "release"
+    };
+    crate::target_dir()
+        .join("x86_64-unknown-linux-musl")
+        .join(profile)
+        .join("brainbox-attack")
 }
 
 impl Pod {

@@ -164,7 +164,19 @@ impl DockerWatcher {
                 return Ok(None);
             }
         };
+        let upper_dir = c
+            .graph_driver
+            .as_ref()
+            .and_then(|g| g.data.get("UpperDir"))
+            .map(std::path::PathBuf::from);
+        let privileged = c
+            .host_config
+            .as_ref()
+            .and_then(|h| h.privileged)
+            .unwrap_or(false);
         Ok(Some(ContainerInfo {
+            upper_dir,
+            privileged,
             id: c.id.unwrap_or_else(|| id.to_owned()),
             name: c
                 .name

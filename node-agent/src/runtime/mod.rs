@@ -31,6 +31,12 @@ pub struct ContainerInfo {
     /// cgroup v2 id.
     #[serde(skip)]
     pub cgroup_id: u64,
+    /// The container's writable layer on the host (overlayfs upper dir), if it has one.
+    #[serde(skip)]
+    pub upper_dir: Option<std::path::PathBuf>,
+    /// Whether the container runs privileged.
+    #[serde(skip)]
+    pub privileged: bool,
 }
 
 /// The container table: cgroup id → container, bounded.
@@ -96,6 +102,8 @@ mod tests {
             pod: None,
             role: None,
             cgroup_id: cg,
+            upper_dir: None,
+            privileged: false,
         }
     }
 
