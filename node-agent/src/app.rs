@@ -2,6 +2,7 @@
 
 use crate::{
     config::AgentConfig,
+    detect::Detector,
     enrich,
     events::{self, Sink},
     metrics::AgentMetrics,
@@ -43,6 +44,23 @@ pub async fn run(cfg: AgentConfig) -> Result<(), RunError> {
     let profiles = ProfileSet::load_dir(&cfg.profiles_dir)
         .map_err(|e| RunError::Config(format!("profiles: {e}")))?;
     let node = cfg.node();
+    let detector = if cfg.rules.enabled {
+        let d = Detector::load(&cfg.rules.files)
+            .map_err(|e| RunError::Config(format!("rules: {e}")))?;
+        let r = d.rules();
+        tracing::info!(
+            rules = r.rules.len(),
+            evaluable = d.evaluable(),
+            macros = r.macros,
+            lists = r.lists,
+            warnings = r.warnings.len(),
+            files = ?cfg.rules.files,
+            "rules loaded"
+        );
+        Some(d)
+    } else {
+        None
+    };
     let metrics = Arc::new(AgentMetrics::default());
     let sensor = Sensor::load(cfg.sensor.ring_buffer_bytes)
         .map_err(|e| RunError::Unavailable(e.to_string()))?;
@@ -129,6 +147,24 @@ pub async fn run(cfg: AgentConfig) -> Result<(), RunError> {
                     let out = events::build(&ev, &node);
                     if let Err(e) = sink.write(&out) {
                         return Err(RunError::Runtime(format!("writing events: {e}")));
+                    }
+                }
+                if let Some(d) = &detector {
+                    for alert in d.evaluate(&ev, &node, &|s: &str| s.to_owned()) {
+                        metrics.alerts.get_or_create(&crate::metrics::RuleLabel {
+                            rule: alert.rule.clone(),
+                            priority: alert.priority.clone(),
+                        }).inc();
+                        tracing::warn!(
+                            rule = %alert.rule,
+                            priority = %alert.priority,
+                            container = alert.container.as_ref().map(|c| c.name.as_str()).unwrap_or("host"),
+                            output = %alert.output,
+                            "alert"
+                        );
+                        if let Err(e) = sink.write(&alert) {
+                            return Err(RunError::Runtime(format!("writing alerts: {e}")));
+                        }
                     }
                 }
             }

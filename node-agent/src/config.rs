@@ -26,6 +26,30 @@ pub struct AgentConfig {
     pub docker: DockerConfig,
     /// `[events]`: where events go.
     pub events: EventsConfig,
+    /// `[rules]`: detection rules.
+    pub rules: RulesConfig,
+}
+
+/// Detection rule settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RulesConfig {
+    /// Evaluate rules (default true).
+    pub enabled: bool,
+    /// Falco rule files, loaded in order: upstream first, then overrides.
+    pub files: Vec<PathBuf>,
+}
+
+impl Default for RulesConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            files: vec![
+                PathBuf::from("rules/falco/falco_rules.yaml"),
+                PathBuf::from("profiles/rules/brainbox-overrides.yaml"),
+            ],
+        }
+    }
 }
 
 /// eBPF sensor settings.
@@ -70,6 +94,7 @@ impl Default for AgentConfig {
             sensor: SensorConfig::default(),
             docker: DockerConfig::default(),
             events: EventsConfig::default(),
+            rules: RulesConfig::default(),
         }
     }
 }
@@ -117,6 +142,12 @@ impl Validate for AgentConfig {
             return Err(ConfigError::invalid(
                 "sensor.stats_interval_secs",
                 "must be at least 1",
+            ));
+        }
+        if self.rules.enabled && self.rules.files.is_empty() {
+            return Err(ConfigError::invalid(
+                "rules.files",
+                "empty; list rule files or set rules.enabled = false",
             ));
         }
         if self.events.output.is_empty() {

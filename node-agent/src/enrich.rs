@@ -128,8 +128,8 @@ pub fn enrich(
             None
         }
         SensorEvent::Exec(e) => {
-            let upper = container.as_ref().and_then(|c| c.upper_dir.clone());
-            let process = procs.on_exec(e, upper.as_deref()).clone();
+            let layer = container.as_ref().and_then(|c| c.writable.as_ref());
+            let process = procs.on_exec(e, layer).clone();
             let lineage = lineage(procs, hdr.pid);
             let mut args = vec![("filename", Arg::Str(e.filename.clone()))];
             if let Some(fd) = e.dirfd {

@@ -153,8 +153,8 @@ impl Sink {
         Ok(Self { out })
     }
 
-    /// Writes one event as a JSON line and flushes (events are rare and must not sit in a buffer).
-    pub fn write(&mut self, ev: &Event<'_>) -> std::io::Result<()> {
+    /// Writes one event or alert as a JSON line and flushes (they must not sit in a buffer).
+    pub fn write<T: Serialize>(&mut self, ev: &T) -> std::io::Result<()> {
         let mut line = serde_json::to_vec(ev).map_err(std::io::Error::other)?;
         line.push(b'\n');
         self.out.write_all(&line)?;

@@ -7,6 +7,7 @@
 
 pub mod app;
 pub mod config;
+pub mod detect;
 pub mod enrich;
 pub mod events;
 pub mod metrics;

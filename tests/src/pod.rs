@@ -118,8 +118,25 @@ impl Pod {
         let net = format!("container:{}", sidecar.id);
         let user = format!("{AGENT_UID}:{AGENT_UID}");
         let tmpfs = format!("/run/secrets:size=1m,mode=0700,uid={AGENT_UID}");
-        let mut args: Vec<String> = HARDENING.iter().map(|s| s.to_string()).collect();
+        let mut args: Vec<String> = HARDENING
+            .iter()
+            .filter(|a| spec.read_only || **a != "--read-only")
+            .map(|s| s.to_string())
+            .collect();
         args.extend(labels("agent"));
+        if spec.attack_tool {
+            let tool = attack_tool_binary();
+            anyhow::ensure!(
+                tool.exists(),
+                "{} is missing: build it with `cargo build -p brainbox-lab --bin brainbox-attack \
+                 --target x86_64-unknown-linux-musl` (scripts/test.sh does)",
+                tool.display()
+            );
+            args.push("--volume".into());
+            args.push(format!("{}:{ATTACK_TOOL}:ro", tool.display()));
+        }
+        args.extend(spec.agent_args.iter().cloned());
+        let var_log = format!("/var/log:size=16m,uid={AGENT_UID}");
         args.extend(
             [
                 "--network",
@@ -129,7 +146,9 @@ impl Pod {
                 "--tmpfs",
                 &tmpfs,
                 "--tmpfs",
-                "/tmp:size=16m",
+                "/tmp:size=16m,mode=1777",
+                "--tmpfs",
+                &var_log,
                 &agent_image,
             ]
             .iter()

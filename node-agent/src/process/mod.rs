@@ -9,7 +9,6 @@ pub mod procfs;
 use crate::sensor::decode::{Exec, Header};
 use std::{
     collections::HashMap,
-    path::Path,
     time::{Duration, Instant},
 };
 
@@ -168,6 +167,34 @@ pub fn fd_path_number(path: &str) -> Option<i64> {
         .and_then(|n| n.parse().ok())
 }
 
+/// A container's writable layer: the overlayfs upper dir, and the mount points inside the
+/// container (bind mounts, tmpfs) whose paths are *not* in that layer even if a stub for the
+/// mount point was created there.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WritableLayer {
+    /// The upper dir on the host.
+    pub upper_dir: std::path::PathBuf,
+    /// Mount points inside the container.
+    pub mounts: Vec<String>,
+}
+
+impl WritableLayer {
+    /// True when `path` (absolute, inside the container) is a regular file written into the
+    /// writable layer.
+    pub fn contains(&self, path: &str) -> bool {
+        let under_mount = self.mounts.iter().any(|m| {
+            let m = m.trim_end_matches('/');
+            path == m || path.starts_with(&format!("{m}/"))
+        });
+        !under_mount
+            && self
+                .upper_dir
+                .join(path.trim_start_matches('/'))
+                .symlink_metadata()
+                .is_ok_and(|m| m.is_file())
+    }
+}
+
 /// The process table.
 pub struct ProcessTable {
     map: HashMap<u32, ProcInfo>,
@@ -247,7 +274,7 @@ impl ProcessTable {
     }
 
     /// An exec: the process takes a new image. `upper_dir` is the container's writable layer.
-    pub fn on_exec(&mut self, ev: &Exec, upper_dir: Option<&Path>) -> &ProcInfo {
+    pub fn on_exec(&mut self, ev: &Exec, upper: Option<&WritableLayer>) -> &ProcInfo {
         let pid = ev.hdr.pid;
         let before = self.get_or_load(pid).cloned();
         let mut p = before.clone().unwrap_or_else(|| ProcInfo::empty(pid));
@@ -278,32 +305,34 @@ impl ProcessTable {
             exec_fd.is_some_and(|fd| before.as_ref().is_some_and(|b| b.memfds.contains(&fd)));
         p.exe_from_memfd =
             via_memfd_fd || link.as_deref().is_some_and(|l| l.starts_with("/memfd:"));
-        p.exepath = match (&link, ev.filename.starts_with('/') && exec_fd.is_none()) {
-            (Some(l), _) => l.clone(),
-            (None, true) => ev.filename.clone(),
-            (None, false) => ev.filename.clone(),
+        // /proc/<pid>/exe is the truth while the process still runs this image; a process that
+        // exec'd again (or exited) before we looked would show another file, so an absolute
+        // filename from the event wins over the link.
+        let direct = ev.filename.starts_with('/')
+            && exec_fd.is_none()
+            && !ev.filename.starts_with("/proc/")
+            && !ev.filename.starts_with("/dev/fd/");
+        p.exepath = match (&link, direct) {
+            (Some(l), false) => l.clone(),
+            (Some(l), true) if comm_of(l) == comm_of(&ev.filename) => l.clone(),
+            _ => ev.filename.clone(),
         };
-        // The kernel names the process after the file it executed (for fd execs, the fd number).
-        p.name = comm_of(if exec_fd.is_some() && !ev.filename.is_empty() {
-            &ev.filename
-        } else if exec_fd.is_some() {
-            &p.exe
-        } else {
-            &ev.filename
-        });
-        if let Some(c) = procfs::comm(pid) {
-            p.name = c;
-        }
-        // Live cwd if the process is still there, else the one inherited (and tracked) from fork.
+        // The kernel names the process after the basename of the path it executed (for an fd
+        // exec, `/dev/fd/N`), not after what /proc says later.
+        p.name = match exec_fd {
+            Some(fd) if ev.filename.is_empty() => fd.to_string(),
+            _ => comm_of(&ev.filename),
+        };
         p.cwd = procfs::link(pid, "cwd").or(p.cwd);
         p.cap_effective = procfs::cap_effective(pid).or(p.cap_effective);
+        let checked_path = if direct {
+            ev.filename.as_str()
+        } else {
+            p.exepath.as_str()
+        };
         p.exe_upper_layer = !p.exe_from_memfd
-            && p.exepath.starts_with('/')
-            && upper_dir.is_some_and(|u| {
-                u.join(p.exepath.trim_start_matches('/'))
-                    .symlink_metadata()
-                    .is_ok_and(|m| m.is_file())
-            });
+            && checked_path.starts_with('/')
+            && upper.is_some_and(|u| u.contains(checked_path));
         p.from_proc = false;
         p.exited = None;
         p.last_seen = Instant::now();
@@ -396,6 +425,12 @@ mod tests {
         t.on_fork(&parent, P + 1);
         let p = t.on_exec(&exec(P + 1, "/bin/cat", &["cat", "/etc/shadow"]), None);
         assert_eq!(p.name, "cat");
+        // comm comes from the executed path, as the kernel sets it.
+        assert_eq!(
+            t.on_exec(&exec(P + 1, "/proc/self/exe", &["nc"]), None)
+                .name,
+            "exe"
+        );
         assert_eq!(p.exe, "cat");
         assert_eq!(p.exepath, "/bin/cat");
         assert_eq!(p.args, vec!["/etc/shadow"]);

@@ -31,9 +31,9 @@ pub struct ContainerInfo {
     /// cgroup v2 id.
     #[serde(skip)]
     pub cgroup_id: u64,
-    /// The container's writable layer on the host (overlayfs upper dir), if it has one.
+    /// The container's writable layer on the host, if it has one.
     #[serde(skip)]
-    pub upper_dir: Option<std::path::PathBuf>,
+    pub writable: Option<crate::process::WritableLayer>,
     /// Whether the container runs privileged.
     #[serde(skip)]
     pub privileged: bool,
@@ -102,7 +102,7 @@ mod tests {
             pod: None,
             role: None,
             cgroup_id: cg,
-            upper_dir: None,
+            writable: None,
             privileged: false,
         }
     }

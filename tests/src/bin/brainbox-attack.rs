@@ -49,8 +49,10 @@ fn memfd_exec() {
     let fd = memfd_create(&name, MemFdCreateFlag::empty()).expect("memfd_create");
     let mut f = std::fs::File::from(fd);
     f.write_all(&payload).expect("writing the memfd");
+    // argv[0] must name a BusyBox applet for the payload to run (and live long enough to be
+    // inspected); the file itself is anonymous memory.
     let argv = [
-        CString::new("payload").expect("no NUL"),
+        CString::new("sleep").expect("no NUL"),
         CString::new("sleep").expect("no NUL"),
         CString::new("2").expect("no NUL"),
     ];
