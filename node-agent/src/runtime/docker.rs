@@ -202,6 +202,7 @@ impl DockerWatcher {
             .and_then(|h| h.privileged)
             .unwrap_or(false);
         Ok(Some(ContainerInfo {
+            init_pid: pid as u32,
             writable,
             privileged,
             id: c.id.unwrap_or_else(|| id.to_owned()),

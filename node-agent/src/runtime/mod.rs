@@ -37,6 +37,9 @@ pub struct ContainerInfo {
     /// Whether the container runs privileged.
     #[serde(skip)]
     pub privileged: bool,
+    /// Host pid of the container's init process (its root file system outlives short processes).
+    #[serde(skip)]
+    pub init_pid: u32,
 }
 
 /// The container table: cgroup id → container, bounded.
@@ -104,6 +107,7 @@ mod tests {
             cgroup_id: cg,
             writable: None,
             privileged: false,
+            init_pid: 0,
         }
     }
 
