@@ -25,6 +25,9 @@ pub struct ContainerInfo {
     /// Pod name from the `brainbox.io/pod` label, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pod: Option<String>,
+    /// Kubernetes namespace (kubelet's `io.kubernetes.pod.namespace` label), if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
     /// Role in the pod (`agent`, `sidecar`), if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub role: Option<String>,
@@ -103,6 +106,7 @@ mod tests {
             image_id: "sha256:x".into(),
             profile: "default".into(),
             pod: None,
+            namespace: None,
             role: None,
             cgroup_id: cg,
             writable: None,
