@@ -3,6 +3,7 @@
 //! incident acknowledgements) kept in JetStream key-value buckets.
 
 pub mod breaker;
+pub mod control;
 pub mod metrics;
 pub mod publisher;
 pub mod schema;
