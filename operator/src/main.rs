@@ -1,7 +1,13 @@
 //! brainboxctl: the operator's command line.
 
+mod events;
+
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
+
+mod alerts_cmd;
+mod evidence_cmd;
+mod exit;
 
 /// brainbox-guard operator CLI: profiles, alerts, evidence, audit, safe mode, sidecar injection.
 #[derive(Parser)]
@@ -22,6 +28,28 @@ enum Command {
         #[arg(default_value = "profiles")]
         dir: PathBuf,
     },
+    /// Show node agent events (JSON lines) readably, from a file or `-` for stdin.
+    Events {
+        /// The events file the agent writes (`events.output`), or `-`.
+        #[arg(default_value = "-")]
+        file: PathBuf,
+        /// Keep reading as the file grows.
+        #[arg(long, short)]
+        follow: bool,
+    },
+    /// Follow and acknowledge alerts (JetStream).
+    #[command(subcommand)]
+    Alerts(alerts_cmd::AlertsCmd),
+    /// Sealed evidence bundles: list, show, verify, export.
+    #[command(subcommand)]
+    Evidence(evidence_cmd::EvidenceCmd),
+    /// The hash-chained audit log.
+    #[command(subcommand)]
+    Audit(evidence_cmd::AuditCmd),
+    /// Put nodes into safe mode, lift it, or show its state.
+    SafeMode(alerts_cmd::SafeModeArgs),
+    /// The operator's heartbeat for the dead-man switch.
+    Checkin(alerts_cmd::CheckinArgs),
 }
 
 fn main() {
@@ -49,6 +77,32 @@ fn main() {
                 65
             }
         },
+        Command::Events { file, follow } => {
+            let input: Box<dyn std::io::BufRead> = if file.as_os_str() == "-" {
+                Box::new(std::io::BufReader::new(std::io::stdin()))
+            } else {
+                match std::fs::File::open(&file) {
+                    Ok(f) => Box::new(std::io::BufReader::new(f)),
+                    Err(e) => {
+                        eprintln!("brainboxctl: {}: {e}", file.display());
+                        std::process::exit(66);
+                    }
+                }
+            };
+            match events::run(input, &mut std::io::stdout().lock(), cli.json, follow) {
+                Ok(()) => 0,
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => 0,
+                Err(e) => {
+                    eprintln!("brainboxctl: {e}");
+                    74
+                }
+            }
+        }
+        Command::Alerts(c) => alerts_cmd::alerts(c, cli.json),
+        Command::Evidence(c) => evidence_cmd::evidence(c, cli.json),
+        Command::Audit(c) => evidence_cmd::audit(c, cli.json),
+        Command::SafeMode(a) => alerts_cmd::safe_mode(a, cli.json),
+        Command::Checkin(a) => alerts_cmd::checkin(a, cli.json),
     };
     std::process::exit(code);
 }
