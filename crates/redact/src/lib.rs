@@ -847,8 +847,15 @@ impl Engine {
                 let local = secret.split(|b| *b == b'@').next().unwrap_or_default();
                 // `scheme://user:pass@host` and `https://user@host` are URL credentials, not mail.
                 let before = s.checked_sub(1).map(|i| hay[i]);
+                // Inside a URL's userinfo (`scheme://user:p&ss@host`) this is a credential.
+                let token_start = hay[..s]
+                    .iter()
+                    .rposition(u8::is_ascii_whitespace)
+                    .map_or(0, |p| p + 1);
+                let in_url = memchr::memmem::find(&hay[token_start..s], b"://").is_some();
                 !validate::is_file_tld(tld)
                     && local != b"git"
+                    && !in_url
                     && !matches!(before, Some(b':' | b'/'))
             }
             Check::Iban => {

@@ -137,6 +137,15 @@ fn passwords_in_urls_and_commands() {
         out.contains("postgres://app:[REDACTED:url-password:"),
         "{out}"
     );
+    let fp = e.fingerprint(b"Tr0ub4dor&3").to_string();
+    let url = red(
+        &e,
+        "psql postgresql://app:Tr0ub4dor&3@db.internal:5432/orders",
+    );
+    assert_eq!(
+        url,
+        format!("psql postgresql://app:[REDACTED:url-password:{fp}]@db.internal:5432/orders")
+    );
 }
 
 #[test]
