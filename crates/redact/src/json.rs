@@ -69,7 +69,16 @@ pub(crate) fn redact<'a>(e: &Engine, line: &'a [u8]) -> Option<Redaction<'a>> {
 
 impl Parser<'_, '_> {
     fn ws(&mut self) {
-        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.b.get(self.i) {
+        while let Some(&c @ (b' ' | b'\t' | b'\n' | b'\r')) = self.b.get(self.i) {
+            // A raw CR/LF between tokens is valid JSON but would break the line on a terminal:
+            // a space is the same document.
+            if c == b'\n' || c == b'\r' {
+                self.edits.push(Edit {
+                    start: self.i,
+                    end: self.i + 1,
+                    with: " ".to_string(),
+                });
+            }
             self.i += 1;
         }
     }

@@ -1047,7 +1047,9 @@ impl Engine {
                 }
             }
         }
-        if looks_like_json(line) && !st.ctrl {
+        // Lines with raw controls are tried as JSON too: a document whose only controls are
+        // CR/LF between tokens must come out as valid JSON, not with `\r` escapes.
+        if looks_like_json(line) || st.ctrl {
             if let Some(r) = json::redact(self, line) {
                 return (r, None);
             }
@@ -1135,7 +1137,7 @@ fn glued(hay: &[u8], s: usize, e: usize) -> bool {
 fn looks_like_json(line: &[u8]) -> bool {
     line.iter()
         .find(|b| !b.is_ascii_whitespace())
-        .is_some_and(|b| *b == b'{' || *b == b'[')
+        .is_some_and(|b| matches!(b, b'{' | b'[' | b'"'))
 }
 
 /// Follows lines of one stream, so that a private key written over several lines is redacted

@@ -199,6 +199,13 @@ fn json_strings_are_searched_after_unescaping() {
 }
 
 #[test]
+fn json_whitespace_controls_become_spaces() {
+    let e = engine();
+    assert_eq!(red(&e, "\r\"[\""), " \"[\"");
+    assert_eq!(red(&e, "{\"a\":\r\n1}"), "{\"a\":  1}");
+}
+
+#[test]
 fn json_with_raw_separators_stays_json() {
     let e = engine();
     let out = red(&e, "{\"m\":\"a\u{2028}b\u{202e}c\"}");
