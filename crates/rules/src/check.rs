@@ -156,3 +156,38 @@ pub fn error_json(e: &LoadError) -> serde_json::Value {
         }
     })
 }
+
+/// Exit code of `rules check` when a file does not load (syntax, schema or type error).
+pub const EXIT_RULES_INVALID: i32 = 1;
+
+/// Runs `rules check [--json] FILE...`: prints the report to `out` (or the error to `err`,
+/// and as JSON to `out` with `--json`) and returns the process exit code.
+pub fn run<P: AsRef<Path>>(
+    json: bool,
+    files: &[P],
+    out: &mut dyn std::io::Write,
+    err: &mut dyn std::io::Write,
+) -> i32 {
+    match check_files(files) {
+        Ok(r) => {
+            let text = if json {
+                serde_json::to_string_pretty(&r).unwrap_or_default() + "\n"
+            } else {
+                r.to_text()
+            };
+            let _ = out.write_all(text.as_bytes());
+            0
+        }
+        Err(e) => {
+            if json {
+                let _ = writeln!(
+                    out,
+                    "{}",
+                    serde_json::to_string_pretty(&error_json(&e)).unwrap_or_default()
+                );
+            }
+            let _ = writeln!(err, "error: {e}");
+            EXIT_RULES_INVALID
+        }
+    }
+}

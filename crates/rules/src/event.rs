@@ -4,9 +4,8 @@
 //! simple implementation (a field map) used by tests, benchmarks and `rules` tooling; it reads
 //! and writes one JSON object per event (`{"evt.type": "execve", "proc.name": "bash", ...}`).
 
-use crate::fields::{Field, FieldArg, FieldType};
+use crate::fields::{Field, FieldArg, FieldType, FIELDS};
 use std::borrow::Cow;
-use std::collections::HashMap;
 use std::fmt;
 use std::net::IpAddr;
 
@@ -329,7 +328,8 @@ pub trait Event {
 #[derive(Clone, Debug, PartialEq)]
 pub struct OwnedEvent {
     evt_type: EventType,
-    fields: HashMap<Field, Value<'static>>,
+    /// Indexed by `Field as usize` (a vector, not a map: field access is the hot path).
+    fields: Vec<Option<Value<'static>>>,
     /// `evt.arg.<name>` values, in syscall argument order (so `evt.arg[N]` works too).
     args: Vec<(String, String)>,
     /// `proc.aname[0..]`: self, parent, grandparent, ...
@@ -361,7 +361,7 @@ impl OwnedEvent {
     pub fn new(evt_type: EventType) -> Self {
         OwnedEvent {
             evt_type,
-            fields: HashMap::new(),
+            fields: vec![None; FIELDS.len()],
             args: Vec::new(),
             anames: Vec::new(),
             aexepaths: Vec::new(),
@@ -377,7 +377,7 @@ impl OwnedEvent {
                 } else {
                     self.anames[0] = s.to_string();
                 }
-                self.fields.insert(field, Value::Str(s));
+                self.fields[field as usize] = Some(Value::Str(s));
             }
             (Field::ProcPname, Value::Str(s)) => {
                 if self.anames.is_empty() {
@@ -388,10 +388,10 @@ impl OwnedEvent {
                 } else {
                     self.anames[1] = s.to_string();
                 }
-                self.fields.insert(field, Value::Str(s));
+                self.fields[field as usize] = Some(Value::Str(s));
             }
             (f, v) => {
-                self.fields.insert(f, v);
+                self.fields[f as usize] = Some(v);
             }
         }
         self
@@ -418,8 +418,7 @@ impl OwnedEvent {
             .chain(names.iter().map(|s| s.to_string()))
             .collect();
         if let Some(p) = names.first() {
-            self.fields
-                .insert(Field::ProcPname, Value::Str(Cow::Owned(p.to_string())));
+            self.fields[Field::ProcPname as usize] = Some(Value::Str(Cow::Owned(p.to_string())));
         }
         self
     }
@@ -511,9 +510,11 @@ impl OwnedEvent {
     pub fn to_json(&self) -> serde_json::Value {
         let mut m = serde_json::Map::new();
         m.insert("evt.type".into(), self.evt_type.name().into());
-        let mut fields: Vec<_> = self.fields.iter().collect();
-        fields.sort_by_key(|(f, _)| **f);
-        for (f, v) in fields {
+        for (f, v) in FIELDS
+            .iter()
+            .zip(self.fields.iter())
+            .filter_map(|(info, v)| v.as_ref().map(|v| (info.field, v)))
+        {
             let j = match v {
                 Value::Str(s) => serde_json::Value::from(s.as_ref()),
                 Value::Int(i) => (*i).into(),
@@ -576,14 +577,14 @@ impl Event for OwnedEvent {
                     .map(|(_, v)| Value::Str(Cow::Borrowed(v.as_str()))),
                 FieldArg::None => None,
             },
-            Field::EvtArgs if !self.fields.contains_key(&Field::EvtArgs) => {
+            Field::EvtArgs if self.fields[Field::EvtArgs as usize].is_none() => {
                 if self.args.is_empty() {
                     return None;
                 }
                 let s: Vec<String> = self.args.iter().map(|(k, v)| format!("{k}={v}")).collect();
                 Some(Value::Str(Cow::Owned(s.join(" "))))
             }
-            f => self.fields.get(&f).map(|v| match v {
+            f => self.fields[f as usize].as_ref().map(|v| match v {
                 Value::Str(s) => Value::Str(Cow::Borrowed(s.as_ref())),
                 other => other.clone(),
             }),
