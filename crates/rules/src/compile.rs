@@ -223,6 +223,9 @@ pub(crate) fn literal_from_item(raw: &str) -> Literal {
     }
 }
 
+/// A resolved field expression: field, argument, transformers (innermost first), result type.
+type Resolved = (Field, FieldArg, Vec<Transformer>, FieldType);
+
 pub(crate) struct Lowerer<'d> {
     defs: &'d Definitions,
     caps: &'d Capabilities,
@@ -371,7 +374,7 @@ impl<'d> Lowerer<'d> {
         &self,
         fe: &FieldExpr,
         w: &Where<'_, '_>,
-    ) -> Result<Option<(Field, FieldArg, Vec<Transformer>, FieldType)>, LoadError> {
+    ) -> Result<Option<Resolved>, LoadError> {
         let mut ts = Vec::new();
         let mut cur = fe;
         while let FieldExpr::Transform(t, inner) = cur {
@@ -581,17 +584,17 @@ impl<'d> Lowerer<'d> {
                 Op::Pmatch => {
                     Matcher::Pmatch(vals.into_iter().map(|l| l.text.into_boxed_str()).collect())
                 }
-                Op::Contains => Matcher::Contains(
+                Op::Contains => Matcher::Contains(Box::new(
                     memchr::memmem::Finder::new(single()?.as_bytes()).into_owned(),
-                ),
+                )),
                 Op::IContains => {
                     Matcher::IContains(single()?.to_ascii_lowercase().into_bytes().into())
                 }
                 Op::StartsWith => Matcher::StartsWith(single()?.as_bytes().into()),
                 Op::EndsWith => Matcher::EndsWith(single()?.as_bytes().into()),
-                Op::BContains => {
-                    Matcher::Contains(memchr::memmem::Finder::new(&hex(single()?)?).into_owned())
-                }
+                Op::BContains => Matcher::Contains(Box::new(
+                    memchr::memmem::Finder::new(&hex(single()?)?).into_owned(),
+                )),
                 Op::BStartsWith => Matcher::StartsWith(hex(single()?)?.into()),
                 Op::Glob => Matcher::Glob(single()?.as_bytes().into(), false),
                 Op::IGlob => {
