@@ -6,6 +6,9 @@ set -euo pipefail
 : "${BIN:?BIN must hold the debug binaries}"
 
 upstream="${BRAINBOX_FALCO_RULES:-}"
+if [[ -z "$upstream" && -f "$ROOT/rules/falco/falco_rules.yaml" ]]; then
+  upstream="$ROOT/rules/falco/falco_rules.yaml"   # the vendored, unchanged copy
+fi
 if [[ -z "$upstream" ]]; then
   for d in "$ROOT" "$ROOT/.." "$ROOT/../.."; do
     if [[ -f "$d/shared/falco/falco_rules.yaml" ]]; then upstream="$d/shared/falco/falco_rules.yaml"; break; fi
@@ -17,7 +20,7 @@ if [[ -z "$upstream" ]]; then
 fi
 
 echo "== rules check: upstream Falco stable rules + brainbox overrides"
-"$BIN/brainbox-node-agent" rules check "$upstream" "$ROOT/profiles/rules/brainbox-overrides.yaml"
+(cd "$ROOT" && "$BIN/brainbox-node-agent" rules check "${upstream#"$ROOT"/}" profiles/rules/brainbox-overrides.yaml)
 
 echo
 echo "== rules check on a broken file (expected to fail, with file:line)"

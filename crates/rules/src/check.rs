@@ -22,6 +22,8 @@ pub struct FileReport {
     pub overrides: usize,
     /// Rules defined in this file that the engine can evaluate.
     pub rules_evaluable: usize,
+    /// Warnings located in this file.
+    pub warnings: usize,
 }
 
 /// Totals after all files.
@@ -90,6 +92,7 @@ pub fn report(rs: &RuleSet) -> Report {
                 .iter()
                 .filter(|r| r.file_idx == i && r.evaluable)
                 .count(),
+            warnings: rs.warnings.iter().filter(|w| w.file == f.file).count(),
         })
         .collect();
     let not_evaluable = rs
@@ -125,20 +128,39 @@ impl Report {
         for f in &self.files {
             let _ = writeln!(
                 s,
-                "{}: {} rules, {} macros, {} lists, {} overrides; {} rules evaluable",
-                f.file, f.rules, f.macros, f.lists, f.overrides, f.rules_evaluable
+                "{}: {} rules, {} macros, {} lists, {} overrides; {} rules evaluable; {}",
+                f.file,
+                f.rules,
+                f.macros,
+                f.lists,
+                f.overrides,
+                f.rules_evaluable,
+                warnings(f.warnings)
             );
         }
         let t = &self.total;
         let _ = writeln!(
             s,
-            "total: {} rules ({} evaluable, {} enabled), {} macros, {} lists, {} warnings",
-            t.rules, t.rules_evaluable, t.rules_enabled, t.macros, t.lists, t.warnings
+            "total: {} rules ({} evaluable, {} enabled), {} macros, {} lists, {}",
+            t.rules,
+            t.rules_evaluable,
+            t.rules_enabled,
+            t.macros,
+            t.lists,
+            warnings(t.warnings)
         );
         for w in &self.warnings {
             let _ = writeln!(s, "warning: {w}");
         }
         s
+    }
+}
+
+fn warnings(n: usize) -> String {
+    if n == 1 {
+        "1 warning".to_owned()
+    } else {
+        format!("{n} warnings")
     }
 }
 
