@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Demo segment: the Falco-compatible rule engine reads the unchanged upstream stable rules plus
+# demo: Rule engine: upstream Falco rules + our overrides checked; a broken rule file rejected with file:line
+# The Falco-compatible rule engine reads the unchanged upstream stable rules plus
 # our override profile, and rejects a broken rule file with file:line.
 set -euo pipefail
 : "${ROOT:?ROOT must be the repository root}"
