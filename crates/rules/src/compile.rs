@@ -13,8 +13,8 @@ use crate::parser::{parse_condition, ParseError};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-/// Event types the node agent's eBPF sensor reports (tracepoints `sys_exit_*` plus
-/// `sched_process_*`). Checks on other event types are constant false, so branches that need
+/// Event types the node agent's eBPF sensor reports to the engine (its syscall tracepoints;
+/// `ebpf/common` names them). Checks on other event types are constant false, so branches that need
 /// them (for example `sendto`/`sendmsg` in the `outbound` macro) are pruned before the
 /// evaluability check.
 pub const SENSOR_EVENT_TYPES: &[&str] = &[
@@ -23,14 +23,13 @@ pub const SENSOR_EVENT_TYPES: &[&str] = &[
     "open",
     "openat",
     "openat2",
-    "creat",
     "connect",
     "accept",
     "accept4",
     "socket",
     "ptrace",
     "mount",
-    "umount2",
+    "umount",
     "setns",
     "unshare",
     "bpf",
@@ -38,10 +37,15 @@ pub const SENSOR_EVENT_TYPES: &[&str] = &[
     "chmod",
     "fchmod",
     "fchmodat",
+    "fchmodat2",
     "init_module",
     "finit_module",
     "setuid",
     "setgid",
+    "setreuid",
+    "setregid",
+    "setresuid",
+    "setresgid",
     "unlink",
     "unlinkat",
     "rename",
@@ -54,11 +58,9 @@ pub const SENSOR_EVENT_TYPES: &[&str] = &[
     "dup",
     "dup2",
     "dup3",
-    "clone",
-    "clone3",
-    "fork",
-    "vfork",
-    "procexit",
+    "chdir",
+    "fchdir",
+    "kill",
 ];
 
 /// What the event source can provide: which event types it reports and which fields.

@@ -107,6 +107,7 @@ event_types![
     "chmod",
     "fchmod",
     "fchmodat",
+    "fchmodat2",
     "chown",
     "fchown",
     "fchownat",
