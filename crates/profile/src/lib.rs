@@ -127,7 +127,11 @@ pub const PRIORITIES: &[&str] = &[
 /// The severity rank of a priority name (case-insensitive), or `None` if unknown.
 pub fn priority_rank(p: &str) -> Option<usize> {
     let p = p.to_ascii_lowercase();
-    let p = if p == "info" { "informational".to_string() } else { p };
+    let p = if p == "info" {
+        "informational".to_string()
+    } else {
+        p
+    };
     PRIORITIES.iter().position(|x| *x == p)
 }
 
@@ -147,8 +151,15 @@ impl Match {
 
 impl Profile {
     /// The first response rule matching an alert, if any.
-    pub fn response_for(&self, rule: &str, tags: &[String], priority: &str) -> Option<&ResponseRule> {
-        self.responses.iter().find(|r| r.when.matches(rule, tags, priority))
+    pub fn response_for(
+        &self,
+        rule: &str,
+        tags: &[String],
+        priority: &str,
+    ) -> Option<&ResponseRule> {
+        self.responses
+            .iter()
+            .find(|r| r.when.matches(rule, tags, priority))
     }
 }
 
@@ -203,7 +214,10 @@ impl Profile {
                     return Err(ProfileError::Invalid {
                         path: path.to_owned(),
                         field: format!("responses[{i}].match.priority_at_least"),
-                        reason: format!("`{p}` is not a Falco priority ({})", PRIORITIES.join(", ")),
+                        reason: format!(
+                            "`{p}` is not a Falco priority ({})",
+                            PRIORITIES.join(", ")
+                        ),
                     });
                 }
             }
@@ -353,11 +367,28 @@ mod tests {
             Path::new("t"),
         )
         .unwrap();
-        assert_eq!(p.response_for("x", &[], "CRITICAL").unwrap().action, Action::Recycle);
-        assert_eq!(p.response_for("x", &[], "emergency").unwrap().action, Action::Recycle);
-        assert_eq!(p.response_for("x", &["network".into()], "warning").unwrap().action, Action::Alert);
+        assert_eq!(
+            p.response_for("x", &[], "CRITICAL").unwrap().action,
+            Action::Recycle
+        );
+        assert_eq!(
+            p.response_for("x", &[], "emergency").unwrap().action,
+            Action::Recycle
+        );
+        assert_eq!(
+            p.response_for("x", &["network".into()], "warning")
+                .unwrap()
+                .action,
+            Action::Alert
+        );
         assert!(p.response_for("x", &[], "warning").is_none());
-        assert_eq!(p.responses[0].rate_limit, RateLimit { max: 1, per_secs: 600 });
+        assert_eq!(
+            p.responses[0].rate_limit,
+            RateLimit {
+                max: 1,
+                per_secs: 600
+            }
+        );
     }
 
     #[test]
@@ -367,7 +398,11 @@ mod tests {
             Path::new("t"),
         )
         .unwrap_err();
-        assert!(e.to_string().contains("responses[0].match.priority_at_least"), "{e}");
+        assert!(
+            e.to_string()
+                .contains("responses[0].match.priority_at_least"),
+            "{e}"
+        );
         let e = Profile::from_yaml(
             "name: a\nzone: untrusted\nresponses:\n  - name: r\n    action: nuke\n",
             Path::new("t"),
