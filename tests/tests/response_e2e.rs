@@ -67,13 +67,13 @@ fn critical_alert_recycles_the_container_with_sealed_evidence() {
                 && e["rule"] == "Netcat Remote Code Execution in Container"
                 && e["container"]["id"] == old_id.as_str()
         },
-        Duration::from_secs(20),
+        Duration::from_secs(90),
     )
     .expect("no alert for the attack");
     let report = wait_for(
         &agent,
         |e| e["type"] == "response" && e["alert_id"] == alert["id"],
-        Duration::from_secs(60),
+        Duration::from_secs(120),
     )
     .unwrap_or_else(|| {
         panic!(
