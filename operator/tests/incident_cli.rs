@@ -537,7 +537,9 @@ fn dead_man_from_a_test_profile_enters_safe_mode_and_brainboxctl_checkin_lifts_i
             None,
             frozen.clone(),
         );
-        task
+        // Boxed in an Option: returning a bare JoinHandle from an async block reads like a
+        // forgotten `.await`.
+        Some(task)
     });
     let node = |v: &serde_json::Value| -> Option<serde_json::Value> {
         v["nodes"]
@@ -584,6 +586,8 @@ fn dead_man_from_a_test_profile_enters_safe_mode_and_brainboxctl_checkin_lifts_i
     wait_status(&url, "lifted again", |v| {
         node(v).is_some_and(|n| n["safe_mode"] == false)
     });
-    task.abort();
+    if let Some(t) = task {
+        t.abort();
+    }
     drop(rt);
 }
