@@ -80,7 +80,7 @@ impl PublisherConfig {
             duplicate_window: Duration::from_secs(3600),
             stream_max_bytes: -1,
             batch_max: 1024,
-            replay_chunk: 512,
+            replay_chunk: 2048,
             queue: 8192,
             initial_connect_wait: Duration::from_secs(1),
         }
@@ -238,7 +238,19 @@ impl Publisher {
             );
         }
         let url = cfg.nats_url.clone();
+        // A (re)connection ends the breaker's wait at once: replay should not sit out a long
+        // backoff when NATS is demonstrably back.
+        let reconnected = std::sync::Arc::new(tokio::sync::Notify::new());
+        let notify = reconnected.clone();
         let client = ConnectOptions::new()
+            .event_callback(move |e| {
+                let notify = notify.clone();
+                async move {
+                    if matches!(e, async_nats::Event::Connected) {
+                        notify.notify_one();
+                    }
+                }
+            })
             .name("brainbox-alerts")
             // Connect in the background: the agent must start (and spool) with NATS down.
             .retry_on_initial_connect()
@@ -287,6 +299,7 @@ impl Publisher {
             state_tx,
             rx,
             flush_waiters: Vec::new(),
+            reconnected,
             spool_full: false,
             spool_failed: false,
             last_error: None,
@@ -347,6 +360,7 @@ struct Actor {
     state_tx: watch::Sender<PublisherState>,
     rx: mpsc::Receiver<Cmd>,
     flush_waiters: Vec<oneshot::Sender<()>>,
+    reconnected: std::sync::Arc<tokio::sync::Notify>,
     spool_full: bool,
     spool_failed: bool,
     last_error: Option<String>,
@@ -398,6 +412,11 @@ impl Actor {
                         None => break,
                     },
                     () = sleep, if retry.is_some() => None,
+                    () = self.reconnected.notified() => {
+                        tracing::info!("NATS connection (re)established; probing now");
+                        self.breaker.probe_now();
+                        None
+                    }
                 }
             };
             if let Some(first) = first {

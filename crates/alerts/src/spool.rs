@@ -183,6 +183,29 @@ fn decode(b: &[u8]) -> Result<Option<(Record, usize)>, String> {
     )))
 }
 
+/// Decodes the frames of one segment's bytes: the valid prefix, and why decoding stopped
+/// early if it did. Never panics on hostile input (fuzzed).
+pub fn decode_segment(mut b: &[u8]) -> (Vec<Record>, Option<String>) {
+    let mut out = Vec::new();
+    loop {
+        match decode(b) {
+            Ok(None) => return (out, None),
+            Ok(Some((r, n))) => {
+                out.push(r);
+                b = &b[n..];
+            }
+            Err(e) => return (out, Some(e)),
+        }
+    }
+}
+
+/// Encodes one frame (for tests and fuzzing round trips).
+pub fn encode_frame(seq: u64, payload: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(HEADER + payload.len());
+    encode(seq, payload, &mut v);
+    v
+}
+
 impl Spool {
     /// Opens the spool, recovering from a crash: a torn final frame is cut off (reported in
     /// [`Recovery`]); delivered segments are deleted.
