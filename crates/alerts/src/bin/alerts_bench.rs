@@ -29,6 +29,9 @@ struct Args {
     /// Rounds (each measures everything once; medians are reported).
     #[arg(long, default_value_t = 3)]
     rounds: usize,
+    /// Acked replayed alerts between two fsyncs of the spool's progress.
+    #[arg(long)]
+    commit_every: Option<u64>,
     /// Where to write the JSON report.
     #[arg(long, default_value = "bench/results/alerts.json")]
     out: std::path::PathBuf,
@@ -109,6 +112,10 @@ async fn main() -> anyhow::Result<()> {
     let mut cfg = PublisherConfig::new(&url, spool.path());
     cfg.ack_timeout = Duration::from_millis(500);
     cfg.spool.max_bytes = 256 << 20;
+    if let Some(c) = a.commit_every {
+        cfg.commit_every = c;
+    }
+    let commit_every = cfg.commit_every;
     let metrics = AlertMetrics::default();
     let (p, task) = Publisher::start(cfg, metrics.clone()).await?;
 
@@ -174,6 +181,7 @@ async fn main() -> anyhow::Result<()> {
             "publisher_replay_after_restart": replay,
         },
         "replay_starts_after_restart_ms": recovery_ms,
+        "replay_commit_every": commit_every,
         "ratios": {
             "direct_vs_raw_one_in_flight": r2(direct / raw_seq),
             "direct_vs_raw_pipelined": r2(direct / raw_pipe),
