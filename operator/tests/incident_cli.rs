@@ -515,10 +515,13 @@ fn wait_status(url: &str, what: &str, f: impl Fn(&serde_json::Value) -> bool) ->
 
 #[test]
 fn dead_man_from_a_test_profile_enters_safe_mode_and_brainboxctl_checkin_lifts_it() {
-    // The safety section of a test profile, with a short interval.
-    let policy: brainbox_alerts::safety::SafetyPolicy =
-        serde_yaml::from_str("checkin_interval: 2s\naction: close_egress\nlift: checkin\n")
-            .unwrap();
+    // A test profile with a short dead-man interval.
+    let profile = brainbox_profile::Profile::from_yaml(
+        "name: lab-test\nzone: untrusted\nsafety:\n  checkin_interval_secs: 2\n  action: close_egress\n  lift: checkin\n",
+        Path::new("profiles/test/lab-test.yaml"),
+    )
+    .unwrap();
+    let policy = profile.safety.clone().expect("safety section");
     let nats = NatsServer::start();
     let url = nats.url();
     let rt = tokio::runtime::Runtime::new().unwrap();

@@ -16,84 +16,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-/// What safe mode does to the brainboxes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SafeAction {
-    /// Freeze every brainbox's cgroup.
-    Freeze,
-    /// Close every brainbox's egress (zones to deny-all).
-    CloseEgress,
-}
-
-impl SafeAction {
-    /// The action's name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SafeAction::Freeze => "freeze",
-            SafeAction::CloseEgress => "close_egress",
-        }
-    }
-}
-
-/// How a dead-man safe mode is lifted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Lift {
-    /// The next operator check-in lifts it.
-    #[default]
-    Checkin,
-    /// Only an explicit `brainboxctl safe-mode off` lifts it.
-    Operator,
-}
-
-/// The safe-mode section of a profile.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SafetyPolicy {
-    /// The dead-man interval, e.g. `30m` or `10s`; absent: no dead-man switch.
-    #[serde(default, with = "opt_duration")]
-    pub checkin_interval: Option<Duration>,
-    /// What safe mode does.
-    pub action: SafeAction,
-    /// Enter safe mode when NATS and the spool are both unavailable (default true).
-    #[serde(default = "yes")]
-    pub on_alert_path_lost: bool,
-    /// How a dead-man safe mode is lifted (default `checkin`).
-    #[serde(default)]
-    pub lift: Lift,
-}
-
-fn yes() -> bool {
-    true
-}
-
-mod opt_duration {
-    use serde::{Deserialize, Deserializer, Serializer};
-    use std::time::Duration;
-
-    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
-        match d {
-            Some(d) => s.serialize_str(&humantime::format_duration(*d).to_string()),
-            None => s.serialize_none(),
-        }
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
-        let s: Option<String> = Option::deserialize(d)?;
-        s.map(|s| {
-            let v = humantime::parse_duration(&s)
-                .map_err(|e| serde::de::Error::custom(format!("`{s}`: {e}")))?;
-            if v.is_zero() {
-                return Err(serde::de::Error::custom(
-                    "checkin_interval must be above zero",
-                ));
-            }
-            Ok(v)
-        })
-        .transpose()
-    }
-}
+/// The policy is part of the profile schema (`safety:`); re-exported for the agent's convenience.
+pub use brainbox_profile::{Lift, SafeAction, SafetyPolicy};
 
 /// Why the node is in safe mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -174,7 +98,9 @@ impl SafetyMachine {
         if self.reasons.contains(&Reason::DeadMan) {
             return None;
         }
-        self.policy.checkin_interval.map(|i| self.last_checkin + i)
+        self.policy
+            .checkin_interval()
+            .map(|i: Duration| self.last_checkin + i)
     }
 
     fn apply(&mut self, f: impl FnOnce(&mut BTreeSet<Reason>)) -> Change {
@@ -247,7 +173,7 @@ mod tests {
 
     fn policy(lift: Lift) -> SafetyPolicy {
         SafetyPolicy {
-            checkin_interval: Some(Duration::from_secs(10)),
+            checkin_interval_secs: Some(10),
             action: SafeAction::Freeze,
             on_alert_path_lost: true,
             lift,
@@ -317,7 +243,7 @@ mod tests {
         let t0 = Instant::now();
         let mut m = SafetyMachine::new(
             SafetyPolicy {
-                checkin_interval: None,
+                checkin_interval_secs: None,
                 on_alert_path_lost: false,
                 ..policy(Lift::Checkin)
             },
@@ -326,26 +252,5 @@ mod tests {
         assert_eq!(m.tick(t0 + 1_000_000 * S), Change::None);
         assert_eq!(m.alert_path(true), Change::None);
         assert!(!m.active());
-    }
-
-    #[test]
-    fn policy_parses_with_examples_and_rejects_typos() {
-        let p: SafetyPolicy = serde_yaml_ng_free(
-            r#"{"checkin_interval": "2s", "action": "close_egress", "lift": "operator"}"#,
-        )
-        .unwrap();
-        assert_eq!(p.checkin_interval, Some(2 * S));
-        assert_eq!(p.action, SafeAction::CloseEgress);
-        assert!(p.on_alert_path_lost);
-        assert!(serde_yaml_ng_free(r#"{"action": "freeze", "interval": "2s"}"#).is_err());
-        assert!(serde_yaml_ng_free(r#"{"action": "freeze", "checkin_interval": "soon"}"#).is_err());
-        assert!(serde_yaml_ng_free(r#"{"action": "freeze", "checkin_interval": "0s"}"#).is_err());
-        let round = serde_json::to_string(&p).unwrap();
-        assert_eq!(serde_yaml_ng_free(&round).unwrap(), p);
-    }
-
-    /// JSON is YAML: the profile loader reads YAML, the tests use JSON to stay dependency-free.
-    fn serde_yaml_ng_free(s: &str) -> Result<SafetyPolicy, serde_json::Error> {
-        serde_json::from_str(s)
     }
 }

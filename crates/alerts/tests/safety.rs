@@ -84,7 +84,7 @@ async fn dead_man_operator_and_alert_path_drive_safe_mode() -> Result<()> {
     let rec = Recorder::default();
     let (path_tx, path_rx) = watch::channel(lost(false));
     let policy = SafetyPolicy {
-        checkin_interval: Some(Duration::from_millis(2500)),
+        checkin_interval_secs: Some(3),
         action: SafeAction::Freeze,
         on_alert_path_lost: true,
         lift: Lift::Checkin,

@@ -127,7 +127,7 @@ async fn main() -> anyhow::Result<()> {
     for round in 0..a.rounds {
         // Each round starts from an empty stream, so later rounds do not pay for a larger
         // store and de-duplication table (rebuilt by the server after each restart).
-        if let Ok(mut s) = admin.get_stream(DEFAULT_STREAM).await {
+        if let Ok(s) = admin.get_stream(DEFAULT_STREAM).await {
             s.purge().await?;
         }
         raw_seq.push(raw(&url, n, false, &format!("raw-seq-{round}")).await?);
