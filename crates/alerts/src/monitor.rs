@@ -77,13 +77,28 @@ pub fn spawn<A: Actuator>(
     (rx, task)
 }
 
-async fn open_watch(control: &ControlPlane, bucket: &str) -> Option<KvStream> {
-    match control.watch(bucket).await {
-        Ok(s) => Some(Box::pin(s)),
-        Err(e) => {
+/// Longest a control-plane call may hold up the monitor: safe mode must not wait for NATS.
+const CONTROL_TIMEOUT: Duration = Duration::from_secs(1);
+
+fn connected(client: &async_nats::Client) -> bool {
+    client.connection_state() == async_nats::connection::State::Connected
+}
+
+async fn open_watch(
+    control: &ControlPlane,
+    client: &async_nats::Client,
+    bucket: &str,
+) -> Option<KvStream> {
+    if !connected(client) {
+        return None;
+    }
+    match tokio::time::timeout(CONTROL_TIMEOUT, control.watch(bucket)).await {
+        Ok(Ok(s)) => Some(Box::pin(s)),
+        Ok(Err(e)) => {
             tracing::debug!(bucket, error = %e, "control-plane watch unavailable; retrying");
             None
         }
+        Err(_) => None,
     }
 }
 
@@ -118,10 +133,10 @@ async fn run<A: Actuator>(
             _ = ticker.tick() => {
                 ticked = true;
                 if checkins.is_none() {
-                    checkins = open_watch(&control, OPERATOR_BUCKET).await;
+                    checkins = open_watch(&control, &client, OPERATOR_BUCKET).await;
                 }
                 if commands.is_none() {
-                    commands = open_watch(&control, SAFE_MODE_BUCKET).await;
+                    commands = open_watch(&control, &client, SAFE_MODE_BUCKET).await;
                 }
                 m.tick(Instant::now())
             }
@@ -194,16 +209,19 @@ async fn run<A: Actuator>(
         };
         let announce = change != Change::None;
         let _ = tx.send(state.clone());
-        if announce || ticked {
-            // Best effort on purpose: when NATS is what failed, the log line above is the
-            // channel that still works.
-            if let Err(e) = control.publish_state(&state).await {
-                tracing::debug!(error = %e, "cannot publish the safe-mode state");
+        if (announce || ticked) && connected(&client) {
+            // Best effort, bounded in time on purpose: when NATS is what failed, the log line
+            // above is the channel that still works, and safe mode must not wait for NATS.
+            match tokio::time::timeout(CONTROL_TIMEOUT, control.publish_state(&state)).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => tracing::debug!(error = %e, "cannot publish the safe-mode state"),
+                Err(_) => tracing::debug!("publishing the safe-mode state timed out"),
             }
             if announce {
                 let subject = format!("brainbox.safe_mode.{}", subject_token(&cfg.node));
                 let body = serde_json::to_vec(&state).unwrap_or_default();
-                let _ = client.publish(subject, body.into()).await;
+                let _ = tokio::time::timeout(CONTROL_TIMEOUT, client.publish(subject, body.into()))
+                    .await;
             }
         }
     }

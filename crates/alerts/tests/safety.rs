@@ -147,3 +147,61 @@ async fn dead_man_operator_and_alert_path_drive_safe_mode() -> Result<()> {
     task.abort();
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_down_and_spool_full_puts_the_node_into_safe_mode() -> Result<()> {
+    use brainbox_alerts::{
+        testkit::{free_port, load_alert},
+        AlertMetrics, PublishError, Publisher, PublisherConfig, SpoolConfig,
+    };
+    // Nothing listens here: NATS is down for the publisher and for the control plane alike.
+    let url = format!("nats://127.0.0.1:{}", free_port());
+    let spool = tempfile::tempdir()?;
+    let mut cfg = PublisherConfig::new(&url, spool.path());
+    cfg.ack_timeout = Duration::from_millis(300);
+    cfg.initial_connect_wait = Duration::from_millis(100);
+    cfg.spool = SpoolConfig {
+        dir: spool.path().to_owned(),
+        max_bytes: 2048,
+        segment_bytes: 1024,
+    };
+    let (publisher, ptask) = Publisher::start(cfg, AlertMetrics::default()).await?;
+    let client = async_nats::ConnectOptions::new()
+        .retry_on_initial_connect()
+        .connect(url.as_str())
+        .await?;
+    let rec = Recorder::default();
+    let (state, mtask) = monitor::spawn(
+        MonitorConfig {
+            node: "node-a".into(),
+            policy: SafetyPolicy {
+                checkin_interval_secs: None,
+                action: SafeAction::CloseEgress,
+                on_alert_path_lost: true,
+                lift: Lift::Checkin,
+            },
+            tick: Duration::from_millis(100),
+        },
+        ControlPlane::from_client(client.clone()),
+        client,
+        Some(publisher.state()),
+        rec.clone(),
+    );
+    let mut refused = false;
+    for i in 0..100 {
+        if let Err(PublishError::SpoolFull(_)) =
+            publisher.publish(load_alert("node-a", "full", i)).await
+        {
+            refused = true;
+            break;
+        }
+    }
+    ensure!(refused, "the spool never filled");
+    rec.wait_for(1, "enter close_egress alert_path_lost")
+        .await?;
+    ensure!(state.borrow().safe_mode);
+    mtask.abort();
+    drop(publisher);
+    ptask.join().await;
+    Ok(())
+}
