@@ -11,6 +11,9 @@ use std::{
     path::{Path, PathBuf},
 };
 
+pub mod safety;
+pub use safety::{Lift, SafeAction, SafetyPolicy};
+
 /// The container label that selects a profile (and so marks the container as watched).
 pub const PROFILE_LABEL: &str = "brainbox.io/profile";
 /// The container label naming the pod a container belongs to (the lab's stand-in for a pod).
@@ -48,6 +51,9 @@ pub struct Profile {
     /// that matches none is only an alert).
     #[serde(default)]
     pub responses: Vec<ResponseRule>,
+    /// The dead-man switch and safe mode (absent: neither).
+    #[serde(default)]
+    pub safety: Option<SafetyPolicy>,
 }
 
 /// Response actions, mildest first.
@@ -127,7 +133,11 @@ pub const PRIORITIES: &[&str] = &[
 /// The severity rank of a priority name (case-insensitive), or `None` if unknown.
 pub fn priority_rank(p: &str) -> Option<usize> {
     let p = p.to_ascii_lowercase();
-    let p = if p == "info" { "informational".to_string() } else { p };
+    let p = if p == "info" {
+        "informational".to_string()
+    } else {
+        p
+    };
     PRIORITIES.iter().position(|x| *x == p)
 }
 
@@ -147,8 +157,15 @@ impl Match {
 
 impl Profile {
     /// The first response rule matching an alert, if any.
-    pub fn response_for(&self, rule: &str, tags: &[String], priority: &str) -> Option<&ResponseRule> {
-        self.responses.iter().find(|r| r.when.matches(rule, tags, priority))
+    pub fn response_for(
+        &self,
+        rule: &str,
+        tags: &[String],
+        priority: &str,
+    ) -> Option<&ResponseRule> {
+        self.responses
+            .iter()
+            .find(|r| r.when.matches(rule, tags, priority))
     }
 }
 
@@ -197,13 +214,27 @@ impl Profile {
     }
 
     fn validate(&self, path: &Path) -> Result<(), ProfileError> {
+        if self
+            .safety
+            .as_ref()
+            .is_some_and(|s| s.checkin_interval_secs == Some(0))
+        {
+            return Err(ProfileError::Invalid {
+                path: path.to_owned(),
+                field: "safety.checkin_interval_secs".into(),
+                reason: "must be at least 1 (omit it to disable the dead-man switch)".into(),
+            });
+        }
         for (i, r) in self.responses.iter().enumerate() {
             if let Some(p) = &r.when.priority_at_least {
                 if priority_rank(p).is_none() {
                     return Err(ProfileError::Invalid {
                         path: path.to_owned(),
                         field: format!("responses[{i}].match.priority_at_least"),
-                        reason: format!("`{p}` is not a Falco priority ({})", PRIORITIES.join(", ")),
+                        reason: format!(
+                            "`{p}` is not a Falco priority ({})",
+                            PRIORITIES.join(", ")
+                        ),
                     });
                 }
             }
@@ -298,6 +329,15 @@ impl ProfileSet {
         self.profiles.is_empty()
     }
 
+    /// The node's safety policy: every profile's `safety` section combined (the strictest wins).
+    pub fn safety_policy(&self) -> Option<SafetyPolicy> {
+        SafetyPolicy::combine(
+            self.profiles
+                .values()
+                .filter_map(|(p, _)| p.safety.as_ref()),
+        )
+    }
+
     /// Profile names, sorted.
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.profiles.keys().map(String::as_str)
@@ -353,11 +393,28 @@ mod tests {
             Path::new("t"),
         )
         .unwrap();
-        assert_eq!(p.response_for("x", &[], "CRITICAL").unwrap().action, Action::Recycle);
-        assert_eq!(p.response_for("x", &[], "emergency").unwrap().action, Action::Recycle);
-        assert_eq!(p.response_for("x", &["network".into()], "warning").unwrap().action, Action::Alert);
+        assert_eq!(
+            p.response_for("x", &[], "CRITICAL").unwrap().action,
+            Action::Recycle
+        );
+        assert_eq!(
+            p.response_for("x", &[], "emergency").unwrap().action,
+            Action::Recycle
+        );
+        assert_eq!(
+            p.response_for("x", &["network".into()], "warning")
+                .unwrap()
+                .action,
+            Action::Alert
+        );
         assert!(p.response_for("x", &[], "warning").is_none());
-        assert_eq!(p.responses[0].rate_limit, RateLimit { max: 1, per_secs: 600 });
+        assert_eq!(
+            p.responses[0].rate_limit,
+            RateLimit {
+                max: 1,
+                per_secs: 600
+            }
+        );
     }
 
     #[test]
@@ -367,7 +424,11 @@ mod tests {
             Path::new("t"),
         )
         .unwrap_err();
-        assert!(e.to_string().contains("responses[0].match.priority_at_least"), "{e}");
+        assert!(
+            e.to_string()
+                .contains("responses[0].match.priority_at_least"),
+            "{e}"
+        );
         let e = Profile::from_yaml(
             "name: a\nzone: untrusted\nresponses:\n  - name: r\n    action: nuke\n",
             Path::new("t"),
