@@ -39,6 +39,9 @@ impl Agent {
                 dir.path().join("evidence"),
             )
             .env("BRAINBOX_RESPONSE__AUDIT_LOG", dir.path().join("audit.log"))
+            // Off unless a test turns it on with its own nats-server.
+            .env("BRAINBOX_ALERTS__ENABLED", "false")
+            .env("BRAINBOX_ALERTS__SPOOL_DIR", dir.path().join("spool"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log);
