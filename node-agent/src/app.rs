@@ -46,6 +46,20 @@ pub async fn run(cfg: AgentConfig) -> Result<(), RunError> {
     let profiles = ProfileSet::load_dir(&cfg.profiles_dir)
         .map_err(|e| RunError::Config(format!("profiles: {e}")))?;
     let node = cfg.node();
+    // One redaction engine for everything that leaves the node: alert outputs, command lines,
+    // captured environments.
+    let mut rb = brainbox_redact::Engine::builder();
+    let redact_dir = cfg.profiles_dir.join("redact");
+    if redact_dir.is_dir() {
+        rb = rb
+            .rules_dir(&redact_dir)
+            .map_err(|e| RunError::Config(format!("redaction rules: {e}")))?;
+    }
+    let redactor = Arc::new(rb.build().map_err(|e| RunError::Config(format!("redaction: {e}")))?);
+    let redact_fn = {
+        let r = redactor.clone();
+        move |s: &str| r.redact_text(s).text.into_owned()
+    };
     let detector = if cfg.rules.enabled {
         let d = Detector::load(&cfg.rules.files)
             .map_err(|e| RunError::Config(format!("rules: {e}")))?;
@@ -113,7 +127,7 @@ pub async fn run(cfg: AgentConfig) -> Result<(), RunError> {
 
     let profiles = Arc::new(profiles);
     let responder = if cfg.response.enabled {
-        let r = Responder::open(docker.clone(), cfg.response.clone(), node.clone())
+        let r = Responder::open(docker.clone(), cfg.response.clone(), node.clone(), redactor.clone())
             .map_err(|e| RunError::Unavailable(e.to_string()))?;
         tracing::info!(
             audit_log = %cfg.response.audit_log.display(),
@@ -183,7 +197,7 @@ pub async fn run(cfg: AgentConfig) -> Result<(), RunError> {
                     }
                 }
                 if let Some(d) = &detector {
-                    for alert in d.evaluate(&ev, &node, &|s: &str| s.to_owned()) {
+                    for alert in d.evaluate(&ev, &node, &redact_fn) {
                         metrics.alerts.get_or_create(&crate::metrics::RuleLabel {
                             rule: alert.rule.clone(),
                             priority: alert.priority.clone(),
