@@ -17,6 +17,8 @@ pub struct SidecarConfig {
     pub log: LogConfig,
     /// `[metrics]`: `/metrics` and `/healthz`.
     pub metrics: MetricsConfig,
+    /// `[egress]`: the identity-keyed allowlist proxy.
+    pub egress: crate::egress::EgressConfig,
 }
 
 impl Default for SidecarConfig {
@@ -25,6 +27,7 @@ impl Default for SidecarConfig {
             pod_name: String::new(),
             log: LogConfig::default(),
             metrics: MetricsConfig::on("127.0.0.1:9465"),
+            egress: crate::egress::EgressConfig::default(),
         }
     }
 }
@@ -33,6 +36,7 @@ impl Validate for SidecarConfig {
     fn validate(&self) -> Result<(), ConfigError> {
         self.log.validate("log")?;
         self.metrics.addr("metrics")?;
+        self.egress.validate("egress")?;
         Ok(())
     }
 }
@@ -50,5 +54,24 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("podname"), "{e}");
+    }
+
+    #[test]
+    fn egress_keys_are_checked() {
+        let e = load_from::<SidecarConfig, _>(
+            None,
+            [("BRAINBOX_EGRESS__LISTEN".to_string(), "nowhere".to_string())],
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("egress.listen"), "{e}");
+        let e = load_from::<SidecarConfig, _>(
+            None,
+            [(
+                "BRAINBOX_EGRESS__LIMITS__MAX_CONNECTIONS".to_string(),
+                "0".to_string(),
+            )],
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("max_connections"), "{e}");
     }
 }
