@@ -18,8 +18,12 @@ struct Netns {
 
 impl Drop for Netns {
     fn drop(&mut self) {
-        let _ = Command::new("ip").args(["link", "del", &self.host_if]).status();
-        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.host_if])
+            .status();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
     }
 }
 
@@ -78,7 +82,10 @@ fn serve_blocking(mut s: std::net::TcpStream) {
             .to_string();
         buf.drain(..end);
         let body = format!("netns {line}");
-        let resp = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+        let resp = format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
         if s.write_all(resp.as_bytes()).is_err() {
             return;
         }
@@ -97,11 +104,30 @@ async fn literal_ip_rule_reaches_an_upstream_in_a_netns() {
     let ns_if = format!("bbeg{}n", pid % 100_000);
     let _ = Command::new("ip").args(["netns", "del", &ns.name]).status();
     ip(&["netns", "add", &ns.name]);
-    ip(&["link", "add", &ns.host_if, "type", "veth", "peer", "name", &ns_if]);
+    ip(&[
+        "link",
+        "add",
+        &ns.host_if,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        &ns_if,
+    ]);
     ip(&["link", "set", &ns_if, "netns", &ns.name]);
     ip(&["addr", "add", &format!("{net}.1/30"), "dev", &ns.host_if]);
     ip(&["link", "set", &ns.host_if, "up"]);
-    ip(&["netns", "exec", &ns.name, "ip", "addr", "add", &format!("{net}.2/30"), "dev", &ns_if]);
+    ip(&[
+        "netns",
+        "exec",
+        &ns.name,
+        "ip",
+        "addr",
+        "add",
+        &format!("{net}.2/30"),
+        "dev",
+        &ns_if,
+    ]);
     ip(&["netns", "exec", &ns.name, "ip", "link", "set", &ns_if, "up"]);
     ip(&["netns", "exec", &ns.name, "ip", "link", "set", "lo", "up"]);
     serve_in_netns(&ns.name, format!("{net}.2"));

@@ -91,7 +91,7 @@ impl Default for Limits {
             upstream_timeout_ms: 60_000,
             max_connections: 4096,
             max_per_destination: 256,
-            audit_queue: 65_536,
+            audit_queue: 4096,
         }
     }
 }
