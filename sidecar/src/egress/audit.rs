@@ -31,7 +31,7 @@ pub struct AuditEvent {
     pub kind: &'static str,
     /// Unix time in milliseconds.
     pub time_ms: u64,
-    /// `connect` or `http`.
+    /// `connect`, `http`, or `invalid` (the request did not parse).
     pub request: &'static str,
     /// `allow`, `report` or `deny`.
     pub verdict: &'static str,

@@ -355,7 +355,8 @@ impl Conn<'_> {
                 Some(String::from_utf8_lossy(&self.out[..i.method_len]).into_owned()),
                 Some(AuditEvent::redact_path(&self.out[i.path.0..i.path.1])),
             ),
-            _ => ("connect", None, None),
+            Some(_) => ("connect", None, None),
+            None => ("invalid", None, None),
         };
         self.sh.audit.record(AuditEvent {
             kind: "egress_decision",
