@@ -1,7 +1,8 @@
 //! Builds the eBPF programs in `ebpf/programs` for the BPF target with the nightly toolchain and
 //! `bpf-linker`, and hands the object to the agent through `OUT_DIR`.
 //!
-//! `BRAINBOX_EBPF_OBJECT=/path/to/object` skips the build and embeds a prebuilt object instead.
+//! Each `[[bin]]` of `ebpf/programs` listed in [`EBPF_OBJECTS`] becomes `$OUT_DIR/<name>.bpf.o`.
+//! `BRAINBOX_EBPF_DIR=/path` skips the build and embeds prebuilt `<name>.bpf.o` files from there.
 
 use std::{
     env,
@@ -9,14 +10,20 @@ use std::{
     process::Command,
 };
 
+/// The eBPF objects (bins of `ebpf/programs`) the agent embeds.
+const EBPF_OBJECTS: &[&str] = &["sensor"];
+
 fn main() {
     let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());
     let root = manifest_dir.parent().unwrap().to_path_buf();
-    let out = PathBuf::from(env::var("OUT_DIR").unwrap()).join("brainbox.bpf.o");
-    println!("cargo:rerun-if-env-changed=BRAINBOX_EBPF_OBJECT");
-    if let Ok(prebuilt) = env::var("BRAINBOX_EBPF_OBJECT") {
-        std::fs::copy(&prebuilt, &out)
-            .unwrap_or_else(|e| panic!("BRAINBOX_EBPF_OBJECT={prebuilt}: {e}"));
+    let out_dir = PathBuf::from(env::var("OUT_DIR").unwrap());
+    println!("cargo:rerun-if-env-changed=BRAINBOX_EBPF_DIR");
+    if let Ok(prebuilt) = env::var("BRAINBOX_EBPF_DIR") {
+        for name in EBPF_OBJECTS {
+            let from = Path::new(&prebuilt).join(format!("{name}.bpf.o"));
+            std::fs::copy(&from, out_dir.join(format!("{name}.bpf.o")))
+                .unwrap_or_else(|e| panic!("BRAINBOX_EBPF_DIR: {}: {e}", from.display()));
+        }
         return;
     }
     for p in [
@@ -81,6 +88,9 @@ fn main() {
              and bpf-linker built against LLVM 22: run scripts/setup.sh"
         );
     }
-    let obj = target_dir.join("bpfel-unknown-none/release/brainbox-ebpf");
-    std::fs::copy(&obj, &out).unwrap_or_else(|e| panic!("copying {}: {e}", obj.display()));
+    for name in EBPF_OBJECTS {
+        let obj = target_dir.join("bpfel-unknown-none/release").join(name);
+        std::fs::copy(&obj, out_dir.join(format!("{name}.bpf.o")))
+            .unwrap_or_else(|e| panic!("copying {}: {e}", obj.display()));
+    }
 }

@@ -13,13 +13,18 @@ pub struct KindLabel {
     pub kind: String,
 }
 
+/// Label set for alert counters.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RuleLabel {
+    /// Rule name.
+    pub rule: String,
+    /// Rule priority.
+    pub priority: String,
+}
+
 /// All of the agent's metrics.
 #[derive(Default)]
 pub struct AgentMetrics {
-    /// Events the kernel wrote to the ring buffer.
-    pub kernel_events: Family<KindLabel, Counter>,
-    /// Events the kernel could not write (ring buffer full): never hidden.
-    pub kernel_drops: Family<KindLabel, Counter>,
     /// Events read and decoded in user space.
     pub events_read: Family<KindLabel, Counter>,
     /// Records that could not be decoded (size or kind mismatch).
@@ -28,22 +33,18 @@ pub struct AgentMetrics {
     pub unattributed: Counter,
     /// Containers currently watched.
     pub watched_containers: Gauge,
+    /// Processes in the process table.
+    pub processes: Gauge,
+    /// Alerts raised, by rule and priority.
+    pub alerts: Family<RuleLabel, Counter>,
 }
 
 impl AgentMetrics {
-    /// Registers every metric under the `brainbox` prefix.
-    pub fn register(&self, registry: &mut Registry) {
+    /// Registers every metric under the `brainbox` prefix; the kernel's counters are read at
+    /// scrape time by [`crate::sensor::KernelStats`].
+    pub fn register(&self, registry: &mut Registry, kernel: crate::sensor::KernelStats) {
         let r = registry.sub_registry_with_prefix("brainbox");
-        r.register(
-            "sensor_kernel_events",
-            "Events written to the ring buffer by the eBPF programs",
-            self.kernel_events.clone(),
-        );
-        r.register(
-            "sensor_kernel_drops",
-            "Events the eBPF programs could not deliver (ring buffer full)",
-            self.kernel_drops.clone(),
-        );
+        r.register_collector(Box::new(kernel));
         r.register(
             "sensor_events_read",
             "Events read from the ring buffer by user space",
@@ -58,6 +59,16 @@ impl AgentMetrics {
             "sensor_unattributed_events",
             "Events from a watched cgroup that matched no known container",
             self.unattributed.clone(),
+        );
+        r.register(
+            "alerts",
+            "Alerts raised by rule and priority",
+            self.alerts.clone(),
+        );
+        r.register(
+            "process_table_processes",
+            "Processes held in the process table",
+            self.processes.clone(),
         );
         r.register(
             "watched_containers",

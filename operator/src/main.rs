@@ -1,5 +1,7 @@
 //! brainboxctl: the operator's command line.
 
+mod events;
+
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
@@ -21,6 +23,15 @@ enum Command {
         /// The profiles folder.
         #[arg(default_value = "profiles")]
         dir: PathBuf,
+    },
+    /// Show node agent events (JSON lines) readably, from a file or `-` for stdin.
+    Events {
+        /// The events file the agent writes (`events.output`), or `-`.
+        #[arg(default_value = "-")]
+        file: PathBuf,
+        /// Keep reading as the file grows.
+        #[arg(long, short)]
+        follow: bool,
     },
 }
 
@@ -49,6 +60,27 @@ fn main() {
                 65
             }
         },
+        Command::Events { file, follow } => {
+            let input: Box<dyn std::io::BufRead> = if file.as_os_str() == "-" {
+                Box::new(std::io::BufReader::new(std::io::stdin()))
+            } else {
+                match std::fs::File::open(&file) {
+                    Ok(f) => Box::new(std::io::BufReader::new(f)),
+                    Err(e) => {
+                        eprintln!("brainboxctl: {}: {e}", file.display());
+                        std::process::exit(66);
+                    }
+                }
+            };
+            match events::run(input, &mut std::io::stdout().lock(), cli.json, follow) {
+                Ok(()) => 0,
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => 0,
+                Err(e) => {
+                    eprintln!("brainboxctl: {e}");
+                    74
+                }
+            }
+        }
     };
     std::process::exit(code);
 }

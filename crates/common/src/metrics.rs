@@ -10,19 +10,11 @@ use std::{net::SocketAddr, sync::Arc};
 use tokio::net::TcpListener;
 
 /// Metrics endpoint settings, embedded as `[metrics]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MetricsConfig {
     /// Address to serve `/metrics` on; empty disables the endpoint.
     pub listen: String,
-}
-
-impl Default for MetricsConfig {
-    fn default() -> Self {
-        Self {
-            listen: String::new(),
-        }
-    }
 }
 
 impl MetricsConfig {
@@ -86,6 +78,7 @@ pub async fn serve(
                     async move { Ok::<_, std::convert::Infallible>(respond(&req, &registry, &*health)) }
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
+                    .timer(hyper_util::rt::TokioTimer::new())
                     .header_read_timeout(std::time::Duration::from_secs(5))
                     .serve_connection(TokioIo::new(stream), svc)
                     .await;

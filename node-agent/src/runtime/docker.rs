@@ -164,7 +164,47 @@ impl DockerWatcher {
                 return Ok(None);
             }
         };
+        // Mount points inside the container: what Docker mounted (volumes, binds, tmpfs) and
+        // the files it always bind-mounts. Paths under them are not in the writable layer.
+        let mut mounts: Vec<String> = c
+            .mounts
+            .as_deref()
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|m| m.destination.clone())
+            .collect();
+        if let Some(t) = c.host_config.as_ref().and_then(|h| h.tmpfs.as_ref()) {
+            mounts.extend(t.keys().cloned());
+        }
+        mounts.extend(
+            [
+                "/etc/hostname",
+                "/etc/hosts",
+                "/etc/resolv.conf",
+                "/dev",
+                "/proc",
+                "/sys",
+            ]
+            .iter()
+            .map(|s| s.to_string()),
+        );
+        let writable = c
+            .graph_driver
+            .as_ref()
+            .and_then(|g| g.data.get("UpperDir"))
+            .map(|u| crate::process::WritableLayer {
+                upper_dir: std::path::PathBuf::from(u),
+                mounts,
+            });
+        let privileged = c
+            .host_config
+            .as_ref()
+            .and_then(|h| h.privileged)
+            .unwrap_or(false);
         Ok(Some(ContainerInfo {
+            init_pid: pid as u32,
+            writable,
+            privileged,
             id: c.id.unwrap_or_else(|| id.to_owned()),
             name: c
                 .name

@@ -31,6 +31,15 @@ pub struct ContainerInfo {
     /// cgroup v2 id.
     #[serde(skip)]
     pub cgroup_id: u64,
+    /// The container's writable layer on the host, if it has one.
+    #[serde(skip)]
+    pub writable: Option<crate::process::WritableLayer>,
+    /// Whether the container runs privileged.
+    #[serde(skip)]
+    pub privileged: bool,
+    /// Host pid of the container's init process (its root file system outlives short processes).
+    #[serde(skip)]
+    pub init_pid: u32,
 }
 
 /// The container table: cgroup id → container, bounded.
@@ -96,6 +105,9 @@ mod tests {
             pod: None,
             role: None,
             cgroup_id: cg,
+            writable: None,
+            privileged: false,
+            init_pid: 0,
         }
     }
 

@@ -10,26 +10,56 @@ use aya::{
     Ebpf, EbpfLoader,
 };
 use brainbox_ebpf_common::{
-    stat_index, EventKind, Stat, WatchFlags, EVENTS_MAP, STATS_MAP, WATCHED_MAP,
+    stat_index, EventKind, Sc, Stat, WatchFlags, EVENTS_MAP, STATS_MAP, WATCHED_MAP,
 };
 use decode::SensorEvent;
+use prometheus_client::{
+    collector::Collector,
+    encoding::{DescriptorEncoder, EncodeMetric},
+    metrics::{counter::ConstCounter, MetricType},
+};
 use std::{
     collections::HashMap,
+    path::Path,
     sync::{Arc, Mutex},
     time::Duration,
 };
 use tokio::{io::unix::AsyncFd, sync::mpsc};
 
 /// The compiled eBPF object, built by `build.rs`.
-static BPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/brainbox.bpf.o"));
+static BPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/sensor.bpf.o"));
 
-/// Tracepoints the sensor attaches, as (program, category, name).
-const TRACEPOINTS: &[(&str, &str, &str)] = &[
-    ("sys_enter_execve", "syscalls", "sys_enter_execve"),
-    ("sys_exit_execve", "syscalls", "sys_exit_execve"),
-    ("sys_enter_execveat", "syscalls", "sys_enter_execveat"),
-    ("sys_exit_execveat", "syscalls", "sys_exit_execveat"),
-];
+/// Tracepoints the sensor attaches, as (program, category, name, required). A required one that
+/// fails stops the agent; an optional one (a syscall this kernel lacks, such as `openat2` on old
+/// kernels or `init_module` on kernels without modules) is logged and reported as missing.
+fn tracepoints() -> Vec<(String, &'static str, String, bool)> {
+    let mut v = vec![];
+    for name in ["execve", "execveat"] {
+        for dir in ["enter", "exit"] {
+            let tp = format!("sys_{dir}_{name}");
+            v.push((tp.clone(), "syscalls", tp, true));
+        }
+    }
+    for sc in Sc::ALL {
+        for dir in ["enter", "exit"] {
+            let tp = format!("sys_{dir}_{}", sc.name());
+            v.push((tp.clone(), "syscalls", tp, false));
+        }
+    }
+    for tp in ["sched_process_fork", "sched_process_exit"] {
+        v.push((tp.to_string(), "sched", tp.to_string(), true));
+    }
+    v
+}
+
+/// What the sensor attached.
+#[derive(Debug, Clone, Default)]
+pub struct Attached {
+    /// Programs attached.
+    pub programs: usize,
+    /// Optional tracepoints this kernel does not have.
+    pub missing: Vec<String>,
+}
 
 /// Why the sensor could not start.
 #[derive(Debug, thiserror::Error)]
@@ -41,7 +71,7 @@ pub enum SensorError {
     NotRoot(u32),
     /// The kernel refused the object.
     #[error("the kernel refused the eBPF object: {0}")]
-    Load(#[from] aya::EbpfError),
+    Load(Box<aya::EbpfError>),
     /// A program failed to load or attach.
     #[error("eBPF program `{program}` ({category}/{name}): {source}")]
     Program {
@@ -49,7 +79,7 @@ pub enum SensorError {
         category: String,
         name: String,
         #[source]
-        source: aya::programs::ProgramError,
+        source: Box<aya::programs::ProgramError>,
     },
     /// A map is missing or of the wrong type.
     #[error("eBPF map `{map}`: {reason}")]
@@ -92,8 +122,9 @@ pub struct Sensor {
     // Keeps programs attached for as long as the sensor lives.
     _bpf: Ebpf,
     ring: RingBuf<MapData>,
-    stats: PerCpuArray<MapData, u64>,
+    stats: KernelStats,
     watch: WatchList,
+    attached: Attached,
 }
 
 impl Sensor {
@@ -110,24 +141,34 @@ impl Sensor {
         }
         let mut bpf = EbpfLoader::new()
             .map_max_entries(EVENTS_MAP, ring_buffer_bytes)
-            .load(BPF_OBJECT)?;
-        for (program, category, name) in TRACEPOINTS {
+            .load(BPF_OBJECT)
+            .map_err(|e| SensorError::Load(Box::new(e)))?;
+        let mut attached = Attached::default();
+        for (program, category, name, required) in tracepoints() {
             let err = |source| SensorError::Program {
-                program: program.to_string(),
+                program: program.clone(),
                 category: category.to_string(),
-                name: name.to_string(),
-                source,
+                name: name.clone(),
+                source: Box::new(source),
             };
             let prog: &mut TracePoint = bpf
-                .program_mut(program)
+                .program_mut(&program)
                 .ok_or_else(|| SensorError::Map {
                     map: "programs",
                     reason: format!("program {program} missing from the object"),
                 })?
                 .try_into()
                 .map_err(err)?;
+            let tracefs = Path::new("/sys/kernel/tracing/events")
+                .join(category)
+                .join(&name);
+            if !required && !tracefs.exists() {
+                attached.missing.push(name.clone());
+                continue;
+            }
             prog.load().map_err(err)?;
-            prog.attach(category, name).map_err(err)?;
+            prog.attach(category, &name).map_err(err)?;
+            attached.programs += 1;
         }
         let take = |bpf: &mut Ebpf, map: &'static str| {
             bpf.take_map(map).ok_or(SensorError::Map {
@@ -153,16 +194,29 @@ impl Sensor {
         Ok(Self {
             _bpf: bpf,
             ring,
-            stats,
+            stats: KernelStats {
+                map: Arc::new(Mutex::new(stats)),
+            },
             watch: WatchList {
                 map: Arc::new(Mutex::new(watched)),
             },
+            attached,
         })
     }
 
     /// The watch list handle.
     pub fn watch_list(&self) -> WatchList {
         self.watch.clone()
+    }
+
+    /// What was attached and what this kernel lacks.
+    pub fn attached(&self) -> &Attached {
+        &self.attached
+    }
+
+    /// The kernel counters, for registering as a Prometheus collector.
+    pub fn kernel_stats(&self) -> KernelStats {
+        self.stats.clone()
     }
 
     /// Runs until `tx` closes: reads the ring buffer in batches and sends decoded events,
@@ -176,7 +230,7 @@ impl Sensor {
         let Sensor {
             _bpf, ring, stats, ..
         } = self;
-        let stats_task = tokio::spawn(export_kernel_stats(stats, metrics.clone(), stats_interval));
+        let stats_task = tokio::spawn(warn_on_drops(stats, stats_interval));
         // `AsyncFd::new` is deprecated in favour of the `unsafe` `register`, whose contract is that
         // the fd stays open while registered. `RingBuf` owns its map fd (an `OwnedFd`) and the
         // `AsyncFd` owns the `RingBuf`, so that holds; this keeps the crate free of `unsafe`.
@@ -223,41 +277,71 @@ impl Sensor {
     }
 }
 
-/// Copies the kernel's per-CPU counters into Prometheus counters (by delta, so they stay monotonic).
-async fn export_kernel_stats(
-    stats: PerCpuArray<MapData, u64>,
-    metrics: Arc<AgentMetrics>,
-    interval: Duration,
-) {
-    let mut last: HashMap<(u32, u32), u64> = HashMap::new();
+/// The kernel's per-kind emitted/dropped counters, read at every scrape (never stale) and
+/// exported as `brainbox_sensor_kernel_events_total` and `brainbox_sensor_kernel_drops_total`.
+#[derive(Clone)]
+pub struct KernelStats {
+    map: Arc<Mutex<PerCpuArray<MapData, u64>>>,
+}
+
+impl std::fmt::Debug for KernelStats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("KernelStats")
+    }
+}
+
+impl KernelStats {
+    /// The summed-over-CPUs value of one counter (0 if unreadable).
+    pub fn read(&self, kind: EventKind, stat: Stat) -> u64 {
+        let map = self.map.lock().expect("stats lock");
+        map.get(&stat_index(kind as u32, stat), 0)
+            .map(|v| v.iter().sum())
+            .unwrap_or(0)
+    }
+}
+
+impl Collector for KernelStats {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        for (name, help, stat) in [
+            (
+                "sensor_kernel_events",
+                "Events written to the ring buffer by the eBPF programs",
+                Stat::Emitted,
+            ),
+            (
+                "sensor_kernel_drops",
+                "Events the eBPF programs could not deliver (ring buffer full)",
+                Stat::Dropped,
+            ),
+        ] {
+            let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+            for kind in EventKind::ALL {
+                let label = KindLabel {
+                    kind: kind.name().into(),
+                };
+                ConstCounter::new(self.read(kind, stat)).encode(family.encode_family(&label)?)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Logs a warning whenever the kernel drops events, so a full ring buffer is loud in the logs
+/// as well as in the metrics.
+async fn warn_on_drops(stats: KernelStats, interval: Duration) {
+    let mut last: HashMap<u32, u64> = HashMap::new();
     let mut tick = tokio::time::interval(interval);
     loop {
         tick.tick().await;
         for kind in EventKind::ALL {
-            for (stat, family) in [
-                (Stat::Emitted, &metrics.kernel_events),
-                (Stat::Dropped, &metrics.kernel_drops),
-            ] {
-                let idx = stat_index(kind as u32, stat);
-                let Ok(values) = stats.get(&idx, 0) else {
-                    continue;
-                };
-                let total: u64 = values.iter().sum();
-                let prev = last.insert((kind as u32, stat as u32), total).unwrap_or(0);
-                if total > prev {
-                    family
-                        .get_or_create(&KindLabel {
-                            kind: kind.name().into(),
-                        })
-                        .inc_by(total - prev);
-                }
-                if matches!(stat, Stat::Dropped) && total > prev {
-                    tracing::warn!(
-                        kind = kind.name(),
-                        dropped = total - prev,
-                        "sensor dropped events: ring buffer full"
-                    );
-                }
+            let total = stats.read(kind, Stat::Dropped);
+            let prev = last.insert(kind as u32, total).unwrap_or(0);
+            if total > prev {
+                tracing::warn!(
+                    kind = kind.name(),
+                    dropped = total - prev,
+                    "sensor dropped events: ring buffer full"
+                );
             }
         }
     }
