@@ -325,3 +325,43 @@ async fn unknown_identity_has_no_policy() {
     let r = get(p.addr, "http://api.test/").await;
     assert_eq!(r.reason().as_deref(), Some("no-policy"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reused_upstream_closed_meanwhile_is_retried_once() {
+    // An upstream that answers one request per connection and then closes without saying so.
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = l.accept().await else { continue };
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                let mut got = Vec::new();
+                while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => got.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = s
+                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nonce")
+                    .await;
+            });
+        }
+    });
+    let dns = dns(&[("api.test", &["127.0.0.1"])]).await;
+    let p = proxy(
+        &format!("  - host: api.test\n    ports: [{port}]\n    allow_private: true\n"),
+        dns,
+        |_| {},
+    )
+    .await;
+    let mut s = tokio::net::TcpStream::connect(p.addr).await.unwrap();
+    for _ in 0..3 {
+        let req = format!("GET http://api.test:{port}/ HTTP/1.1\r\nHost: api.test:{port}\r\n\r\n");
+        s.write_all(req.as_bytes()).await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let r = read_response(&mut s).await.unwrap();
+        assert_eq!((r.status, r.body.as_str()), (200, "once"), "{r:?}");
+    }
+}

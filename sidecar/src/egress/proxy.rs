@@ -126,8 +126,18 @@ pub async fn start(
 
 fn build_resolver(nameservers: &[String]) -> Result<TokioAsyncResolver, EgressError> {
     if nameservers.is_empty() {
-        return TokioAsyncResolver::tokio_from_system_conf()
-            .map_err(|e| EgressError::Resolver(e.to_string()));
+        return Ok(match TokioAsyncResolver::tokio_from_system_conf() {
+            Ok(r) => r,
+            Err(e) => {
+                // A FROM-scratch image may have no resolv.conf: keep serving (literal-IP rules
+                // still work), and let every name fail as `resolve-failed`.
+                tracing::warn!(error = %e, "egress: no system resolver configuration; names will not resolve");
+                TokioAsyncResolver::tokio(
+                    ResolverConfig::from_parts(None, vec![], NameServerConfigGroup::new()),
+                    ResolverOpts::default(),
+                )
+            }
+        });
     }
     let mut group = NameServerConfigGroup::new();
     for ns in nameservers {
@@ -250,6 +260,9 @@ enum Fail {
     Respond(u16, &'static str),
     /// Just close (the exchange is past the point of answering).
     Close,
+    /// A reused upstream connection was found closed before answering; the whole request is
+    /// still in hand and may be sent once more on a fresh connection.
+    Retry,
 }
 
 async fn serve(sh: &Arc<Shared>, client: TcpStream, peer: SocketAddr) {
@@ -538,13 +551,22 @@ impl Conn<'_> {
                     self.refuse(s, r).await;
                     return false;
                 }
-                Err(Fail::Close) => return false,
+                Err(Fail::Close | Fail::Retry) => return false,
             }
         }
         let addr = self.up.as_ref().map(|u| u.addr);
         self.audit(&cur, d, Some(info), info.port, addr);
         self.cbuf.advance(info.head_len);
-        match self.exchange(info, reused).await {
+        let mut result = self.exchange(info, reused).await;
+        if matches!(result, Err(Fail::Retry)) {
+            // The usual race with an upstream's keep-alive timeout: dial again, send again, once.
+            self.up = None;
+            result = match self.dial(&cur, &policy, d, info.host_ip, info.port, info).await {
+                Ok(_) => self.resend(info).await,
+                Err(f) => Err(f),
+            };
+        }
+        match result {
             Ok(keep) => keep && info.keep_alive,
             Err(Fail::Respond(s, r)) => {
                 self.up = None;
@@ -555,12 +577,29 @@ impl Conn<'_> {
                 self.up = None;
                 false
             }
+            Err(Fail::Retry) => {
+                self.up = None;
+                self.refuse(502, "upstream-closed").await;
+                false
+            }
         }
     }
 
-    /// Sends the request (head and body) and relays the response. Retries once on a fresh
-    /// connection when a reused one turns out closed before any response byte (the usual race
-    /// with an upstream's keep-alive timeout), if the whole request is still in hand.
+    /// Sends the held request again on a fresh connection (after [`Fail::Retry`]).
+    async fn resend(&mut self, info: &RequestInfo) -> Result<bool, Fail> {
+        let lim = self.sh.limits.clone();
+        let Some(up) = self.up.as_mut() else {
+            return Err(Fail::Close);
+        };
+        if up.stream.write_all(&self.out).await.is_err() {
+            return Err(Fail::Respond(502, "upstream-closed"));
+        }
+        self.relay_response(info.is_head, &lim).await
+    }
+
+    /// Sends the request (head and body) and relays the response. When a reused connection turns
+    /// out closed before any response byte and the whole request is still in `out`, asks the
+    /// caller to retry on a fresh connection.
     async fn exchange(&mut self, info: &RequestInfo, reused: bool) -> Result<bool, Fail> {
         let lim = self.sh.limits.clone();
         let head_len = self.out.len();
@@ -580,7 +619,7 @@ impl Conn<'_> {
         };
         if up.stream.write_all(&self.out).await.is_err() {
             if reused && body_done {
-                return Err(Fail::Respond(502, "upstream-closed"));
+                return Err(Fail::Retry);
             }
             return Err(Fail::Close);
         }
@@ -588,7 +627,10 @@ impl Conn<'_> {
             let sent = (self.out.len() - head_len) as u64;
             self.send_body(info, sent).await?;
         }
-        self.relay_response(info.is_head, &lim).await
+        match self.relay_response(info.is_head, &lim).await {
+            Err(Fail::Respond(502, "upstream-closed")) if reused && body_done => Err(Fail::Retry),
+            r => r,
+        }
     }
 
     async fn send_body(&mut self, info: &RequestInfo, sent: u64) -> Result<(), Fail> {
@@ -820,7 +862,7 @@ impl Conn<'_> {
                 self.refuse(s, r).await;
                 return;
             }
-            Err(Fail::Close) => return,
+            Err(Fail::Close | Fail::Retry) => return,
         };
         let Some(up) = self.up.take() else { return };
         if self
