@@ -561,7 +561,10 @@ impl Conn<'_> {
         if matches!(result, Err(Fail::Retry)) {
             // The usual race with an upstream's keep-alive timeout: dial again, send again, once.
             self.up = None;
-            result = match self.dial(&cur, &policy, d, info.host_ip, info.port, info).await {
+            result = match self
+                .dial(&cur, &policy, d, info.host_ip, info.port, info)
+                .await
+            {
                 Ok(_) => self.resend(info).await,
                 Err(f) => Err(f),
             };
