@@ -243,6 +243,9 @@ impl Drop for DestSlot {
     }
 }
 
+/// The last decision counted on a connection: rule, verdict, reason.
+type CounterKey = (Option<usize>, Verdict, &'static str);
+
 struct Conn<'a> {
     sh: &'a Arc<Shared>,
     client: TcpStream,
@@ -252,7 +255,7 @@ struct Conn<'a> {
     out: Vec<u8>,
     up: Option<Upstream>,
     rbuf: BytesMut,
-    counter: Option<((Option<usize>, Verdict, &'static str), Counter)>,
+    counter: Option<(CounterKey, Counter)>,
 }
 
 enum Fail {
