@@ -142,20 +142,32 @@ impl JsonLinesAudit {
 fn write_loop(rx: mpsc::Receiver<AuditEvent>, out: Box<dyn Write + Send>) {
     let mut w = std::io::BufWriter::with_capacity(64 * 1024, out);
     let mut line = Vec::with_capacity(512);
-    while let Ok(ev) = rx.recv() {
-        let mut next = Some(ev);
-        // Batch whatever is queued, then flush once: one write per batch, not per request.
-        while let Some(ev) = next.take() {
-            line.clear();
-            if serde_json::to_writer(&mut line, &ev).is_ok() {
-                line.push(b'\n');
-                let _ = w.write_all(&line);
+    // Drain in batches and sleep between them rather than blocking in `recv`: a blocked receiver
+    // would make every sender pay a wake-up (a futex call) per request on the proxy's hot path.
+    loop {
+        let mut wrote = false;
+        loop {
+            match rx.try_recv() {
+                Ok(ev) => {
+                    line.clear();
+                    if serde_json::to_writer(&mut line, &ev).is_ok() {
+                        line.push(b'\n');
+                        let _ = w.write_all(&line);
+                        wrote = true;
+                    }
+                }
+                Err(mpsc::TryRecvError::Empty) => break,
+                Err(mpsc::TryRecvError::Disconnected) => {
+                    let _ = w.flush();
+                    return;
+                }
             }
-            next = rx.recv_timeout(Duration::from_millis(0)).ok();
         }
-        let _ = w.flush();
+        if wrote {
+            let _ = w.flush();
+        }
+        std::thread::sleep(Duration::from_millis(10));
     }
-    let _ = w.flush();
 }
 
 impl AuditSink for JsonLinesAudit {
@@ -245,6 +257,44 @@ impl EgressMetrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_lines_are_written_in_batches() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("audit.jsonl");
+        let sink = JsonLinesAudit::start(f.to_str().unwrap(), 16, Counter::default()).unwrap();
+        for port in [1, 2, 3] {
+            sink.record(AuditEvent {
+                kind: "egress_decision",
+                time_ms: 1,
+                request: "http",
+                verdict: "deny",
+                reason: "no-rule",
+                host: "a.b".into(),
+                port,
+                method: Some("GET".into()),
+                path: Some(AuditEvent::redact_path(b"/x?secret=1")),
+                addr: None,
+                spiffe_id: None,
+                policy: None,
+                rule: None,
+                client: "127.0.0.1:9".parse().unwrap(),
+            });
+        }
+        let mut text = String::new();
+        for _ in 0..200 {
+            text = std::fs::read_to_string(&f).unwrap_or_default();
+            if text.lines().count() == 3 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(text.lines().count(), 3, "{text}");
+        assert!(
+            text.contains("\"path\":\"/x\"") && !text.contains("secret"),
+            "{text}"
+        );
+    }
 
     #[test]
     fn paths_lose_queries_and_are_bounded() {
