@@ -55,7 +55,9 @@ pub fn render(line: &str) -> Option<String> {
 
 /// Control characters (a forged newline, an ANSI escape) become `?`.
 fn sanitize(s: &str) -> String {
-    s.chars().map(|c| if c.is_control() { '?' } else { c }).collect()
+    s.chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
 }
 
 fn shell_quote(s: &str) -> String {
@@ -122,7 +124,10 @@ mod tests {
     fn renders_alerts_without_control_characters() {
         let l = r#"{"type":"alert","time":"2026-11-25T16:24:03.861Z","rule":"Read sensitive file untrusted","priority":"warning","container":{"name":"p-agent"},"output":"file=/etc/shadow\u001b[2J\nforged"}"#;
         let r = render(l).unwrap();
-        assert!(r.contains("ALERT  WARNING  Read sensitive file untrusted [p-agent]"), "{r}");
+        assert!(
+            r.contains("ALERT  WARNING  Read sensitive file untrusted [p-agent]"),
+            "{r}"
+        );
         assert!(!r.contains('\n') && !r.contains('\u{1b}'), "{r}");
     }
 
