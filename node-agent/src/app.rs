@@ -55,7 +55,10 @@ pub async fn run(cfg: AgentConfig) -> Result<(), RunError> {
             .rules_dir(&redact_dir)
             .map_err(|e| RunError::Config(format!("redaction rules: {e}")))?;
     }
-    let redactor = Arc::new(rb.build().map_err(|e| RunError::Config(format!("redaction: {e}")))?);
+    let redactor = Arc::new(
+        rb.build()
+            .map_err(|e| RunError::Config(format!("redaction: {e}")))?,
+    );
     let redact_fn = {
         let r = redactor.clone();
         move |s: &str| r.redact_text(s).text.into_owned()
@@ -127,8 +130,13 @@ pub async fn run(cfg: AgentConfig) -> Result<(), RunError> {
 
     let profiles = Arc::new(profiles);
     let responder = if cfg.response.enabled {
-        let r = Responder::open(docker.clone(), cfg.response.clone(), node.clone(), redactor.clone())
-            .map_err(|e| RunError::Unavailable(e.to_string()))?;
+        let r = Responder::open(
+            docker.clone(),
+            cfg.response.clone(),
+            node.clone(),
+            redactor.clone(),
+        )
+        .map_err(|e| RunError::Unavailable(e.to_string()))?;
         tracing::info!(
             audit_log = %cfg.response.audit_log.display(),
             evidence_dir = %cfg.response.evidence_dir.display(),

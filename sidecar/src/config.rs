@@ -19,6 +19,8 @@ pub struct SidecarConfig {
     pub metrics: MetricsConfig,
     /// `[redact]`: log redaction.
     pub redact: RedactConfig,
+    /// `[egress]`: the identity-keyed allowlist proxy.
+    pub egress: crate::egress::EgressConfig,
 }
 
 /// `[redact]`: where the redaction rules and the fingerprint key come from.
@@ -38,6 +40,7 @@ impl Default for SidecarConfig {
             log: LogConfig::default(),
             metrics: MetricsConfig::on("127.0.0.1:9465"),
             redact: RedactConfig::default(),
+            egress: crate::egress::EgressConfig::default(),
         }
     }
 }
@@ -46,6 +49,7 @@ impl Validate for SidecarConfig {
     fn validate(&self) -> Result<(), ConfigError> {
         self.log.validate("log")?;
         self.metrics.addr("metrics")?;
+        self.egress.validate("egress")?;
         Ok(())
     }
 }
@@ -63,5 +67,24 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("podname"), "{e}");
+    }
+
+    #[test]
+    fn egress_keys_are_checked() {
+        let e = load_from::<SidecarConfig, _>(
+            None,
+            [("BRAINBOX_EGRESS__LISTEN".to_string(), "nowhere".to_string())],
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("egress.listen"), "{e}");
+        let e = load_from::<SidecarConfig, _>(
+            None,
+            [(
+                "BRAINBOX_EGRESS__LIMITS__MAX_CONNECTIONS".to_string(),
+                "0".to_string(),
+            )],
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("max_connections"), "{e}");
     }
 }
