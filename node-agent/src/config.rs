@@ -30,6 +30,8 @@ pub struct AgentConfig {
     pub rules: RulesConfig,
     /// `[response]`: freeze, capture, seal, recycle.
     pub response: crate::response::ResponseConfig,
+    /// `[alerts]`: NATS JetStream and the spool.
+    pub alerts: crate::alerting::AlertsConfig,
 }
 
 /// Detection rule settings.
@@ -98,6 +100,7 @@ impl Default for AgentConfig {
             events: EventsConfig::default(),
             rules: RulesConfig::default(),
             response: crate::response::ResponseConfig::default(),
+            alerts: crate::alerting::AlertsConfig::default(),
         }
     }
 }
