@@ -20,6 +20,8 @@ struct Cli {
 enum Command {
     /// Serve the pod (the default).
     Run,
+    /// Redact log lines: stdin to stdout (one line out per line in), or a socket/tailed files.
+    Redact(brainbox_sidecar::redact::RedactArgs),
 }
 
 fn main() {
@@ -43,6 +45,19 @@ fn main() {
         }
     };
     match cli.command.unwrap_or(Command::Run) {
+        Command::Redact(args) => {
+            if let Err(e) =
+                rt.block_on(brainbox_sidecar::redact::run(args.with_config(&cfg.redact)))
+            {
+                eprintln!("brainbox-sidecar redact: {e}");
+                std::process::exit(match e {
+                    brainbox_sidecar::redact::RedactError::Engine(_) => {
+                        brainbox_common::EXIT_CONFIG
+                    }
+                    _ => 1,
+                });
+            }
+        }
         Command::Run => {
             if let Err(e) = rt.block_on(run(cfg)) {
                 eprintln!("brainbox-sidecar: {e:#}");
