@@ -110,7 +110,9 @@ pub async fn run(cfg: AgentConfig) -> Result<(), RunError> {
     };
     let mut watcher_task = tokio::spawn(watcher.run(ready_tx));
 
-    let (tx, mut rx) = tokio::sync::mpsc::channel(8192);
+    // Batches of up to `sensor::BATCH` events: at most 8192 events queued, as before batching.
+    let (tx, mut rx) = tokio::sync::mpsc::channel(8192 / crate::sensor::BATCH);
+    let processed = crate::metrics::PerKind::new(&metrics.events_processed);
     let mut sensor_task = tokio::spawn(sensor.run(
         tx,
         metrics.clone(),
@@ -129,43 +131,16 @@ pub async fn run(cfg: AgentConfig) -> Result<(), RunError> {
         .map_err(|e| RunError::Runtime(e.to_string()))?;
     loop {
         tokio::select! {
-            ev = rx.recv() => {
-                let Some(ev) = ev else { break };
-                let Some(ev) = enrich::enrich(&ev, &mut procs, &table) else { continue };
+            batch = rx.recv() => {
+                let Some(batch) = batch else { break };
+                for ev in &batch {
+                    handle(ev, &mut procs, &table, &cfg, &node, detector.as_ref(), &mut sink, &metrics)?;
+                    processed.inc_by(ev.kind_name(), 1);
+                }
                 if last_expiry.elapsed() > Duration::from_secs(1) {
                     procs.expire(std::time::Instant::now());
                     metrics.processes.set(procs.len() as i64);
                     last_expiry = std::time::Instant::now();
-                }
-                if ev.container.is_none() {
-                    metrics.unattributed.inc();
-                    if !cfg.events.include_unattributed {
-                        continue;
-                    }
-                }
-                if ev.is_exec() || cfg.events.syscalls {
-                    let out = events::build(&ev, &node);
-                    if let Err(e) = sink.write(&out) {
-                        return Err(RunError::Runtime(format!("writing events: {e}")));
-                    }
-                }
-                if let Some(d) = &detector {
-                    for alert in d.evaluate(&ev, &node, &|s: &str| s.to_owned()) {
-                        metrics.alerts.get_or_create(&crate::metrics::RuleLabel {
-                            rule: alert.rule.clone(),
-                            priority: alert.priority.clone(),
-                        }).inc();
-                        tracing::warn!(
-                            rule = %alert.rule,
-                            priority = %alert.priority,
-                            container = alert.container.as_ref().map(|c| c.name.as_str()).unwrap_or("host"),
-                            output = %alert.output,
-                            "alert"
-                        );
-                        if let Err(e) = sink.write(&alert) {
-                            return Err(RunError::Runtime(format!("writing alerts: {e}")));
-                        }
-                    }
                 }
             }
             r = &mut watcher_task => {
@@ -179,6 +154,55 @@ pub async fn run(cfg: AgentConfig) -> Result<(), RunError> {
         }
     }
     tracing::info!("shutting down");
+    Ok(())
+}
+
+/// Handles one sensor event: enrich, write it if wanted, evaluate the rules and write alerts.
+#[allow(clippy::too_many_arguments)]
+fn handle(
+    ev: &crate::sensor::decode::SensorEvent,
+    procs: &mut ProcessTable,
+    table: &ContainerTable,
+    cfg: &AgentConfig,
+    node: &str,
+    detector: Option<&Detector>,
+    sink: &mut Sink,
+    metrics: &AgentMetrics,
+) -> Result<(), RunError> {
+    let Some(ev) = enrich::enrich(ev, procs, table) else {
+        return Ok(());
+    };
+    if ev.container.is_none() {
+        metrics.unattributed.inc();
+        if !cfg.events.include_unattributed {
+            return Ok(());
+        }
+    }
+    if ev.is_exec() || cfg.events.syscalls {
+        let out = events::build(&ev, node);
+        sink.write(&out)
+            .map_err(|e| RunError::Runtime(format!("writing events: {e}")))?;
+    }
+    if let Some(d) = detector {
+        for alert in d.evaluate(&ev, node, &|s: &str| s.to_owned()) {
+            metrics
+                .alerts
+                .get_or_create(&crate::metrics::RuleLabel {
+                    rule: alert.rule.clone(),
+                    priority: alert.priority.clone(),
+                })
+                .inc();
+            tracing::warn!(
+                rule = %alert.rule,
+                priority = %alert.priority,
+                container = alert.container.as_ref().map(|c| c.name.as_str()).unwrap_or("host"),
+                output = %alert.output,
+                "alert"
+            );
+            sink.write(&alert)
+                .map_err(|e| RunError::Runtime(format!("writing alerts: {e}")))?;
+        }
+    }
     Ok(())
 }
 

@@ -168,7 +168,9 @@ pub fn enrich(
             };
             let (args, fd) = syscall_args(s, &process);
             // Remember what later events need: memfds (fileless exec) and socket families (dup).
-            if s.ret >= 0 {
+            // Only these syscalls change the table, so only they pay for a second copy.
+            let updates_table = matches!(s.sc, Sc::MemfdCreate | Sc::Socket | Sc::Chdir | Sc::Fchdir);
+            if s.ret >= 0 && updates_table {
                 if let Some(p) = procs.get_or_load(hdr.pid) {
                     match s.sc {
                         Sc::MemfdCreate => p.add_memfd(s.ret),
