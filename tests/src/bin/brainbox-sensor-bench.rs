@@ -38,7 +38,7 @@ fn parse() -> Result<Opts> {
         ops: 3_000_000,
         rate: 300_000,
         threads: 2,
-        ring_mib: 64,
+        ring_mib: 16,
         loop_ops: 200_000,
         rounds: 5,
     };
@@ -187,6 +187,9 @@ fn median(v: &mut [f64]) -> f64 {
 
 fn throughput(o: &Opts, watched: &Container) -> Result<Value> {
     let ring_bytes = o.ring_mib * 1024 * 1024;
+    // Baseline: what the same generator settings reach with no sensor attached at all.
+    let base = load(watched, (o.ops / 5).max(1), o.threads, Some(o.rate))?;
+    let base_rate = base["ops_per_sec"].as_f64().unwrap_or(0.0);
     let agent = start_agent(ring_bytes, &[watched])?;
     let addr = agent.metrics_addr()?;
     let pid = agent.pid();
@@ -226,6 +229,8 @@ fn throughput(o: &Opts, watched: &Container) -> Result<Value> {
         "generated_openat": generated,
         "generator_elapsed_secs": gen["elapsed_secs"],
         "achieved_rate_ops_per_sec": achieved,
+        "baseline_no_agent_rate_ops_per_sec": base_rate,
+        "achieved_over_baseline_ratio": if base_rate > 0.0 { achieved / base_rate } else { 0.0 },
         "kernel_syscall_events": kernel,
         "kernel_syscall_drops": drops,
         "user_events_read": read,
