@@ -117,8 +117,15 @@ impl<'a> View<'a> {
         }
     }
 
+    /// A file of the container's root file system: through the process if it still runs, else
+    /// through the container's init process.
     fn container_file(&self, path: &str) -> Option<String> {
-        std::fs::read_to_string(format!("/proc/{}/root{path}", self.ev.hdr.pid)).ok()
+        std::fs::read_to_string(format!("/proc/{}/root{path}", self.ev.hdr.pid))
+            .ok()
+            .or_else(|| {
+                let init = self.ev.container.as_ref()?.init_pid;
+                std::fs::read_to_string(format!("/proc/{init}/root{path}")).ok()
+            })
     }
 
     fn endpoints(&self) -> (Option<std::net::SocketAddr>, Option<std::net::SocketAddr>) {

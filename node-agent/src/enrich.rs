@@ -829,6 +829,23 @@ fn syscall_args(s: &Syscall, p: &ProcInfo) -> (Vec<(&'static str, Arg)>, Option<
             None,
         ),
         Sc::Fchdir => (vec![("fd", int(0)), ("res", Arg::Num(s.ret))], None),
+        Sc::InitModule => (
+            vec![
+                ("len", num(1)),
+                ("uargs", Arg::Str(path1)),
+                ("res", Arg::Num(s.ret)),
+            ],
+            None,
+        ),
+        Sc::FinitModule => (
+            vec![
+                ("fd", int(0)),
+                ("uargs", Arg::Str(path1)),
+                ("flags", num(2)),
+                ("res", Arg::Num(s.ret)),
+            ],
+            None,
+        ),
     }
 }
 

@@ -61,8 +61,10 @@ impl EventKind {
 pub const STATS_PER_KIND: u32 = 2;
 /// Highest event kind value + 1, sizing the stats array.
 pub const MAX_KIND: u32 = 16;
-/// Size of the stats array.
-pub const STATS_LEN: u32 = MAX_KIND * STATS_PER_KIND;
+/// Highest [`Sc`] value + 1.
+pub const MAX_SC: u32 = 64;
+/// Size of the stats array: one pair per kind, then one pair per syscall.
+pub const STATS_LEN: u32 = (MAX_KIND + MAX_SC) * STATS_PER_KIND;
 
 /// Counter slots per kind.
 #[repr(u32)]
@@ -77,6 +79,12 @@ pub enum Stat {
 /// Index of a counter in [`STATS_MAP`].
 pub const fn stat_index(kind: u32, stat: Stat) -> u32 {
     kind * STATS_PER_KIND + stat as u32
+}
+
+/// Index of a per-syscall counter in [`STATS_MAP`] (syscall events count here, not under
+/// [`EventKind::Syscall`]).
+pub const fn sc_stat_index(sc: u32, stat: Stat) -> u32 {
+    (MAX_KIND + sc) * STATS_PER_KIND + stat as u32
 }
 
 /// Flags stored per watched cgroup.
@@ -234,11 +242,15 @@ pub enum Sc {
     Chdir = 38,
     /// fchdir(fd)
     Fchdir = 39,
+    /// init_module(image, len, params); absent on kernels built without module support.
+    InitModule = 40,
+    /// finit_module(fd, params, flags)
+    FinitModule = 41,
 }
 
 impl Sc {
     /// Every reported syscall.
-    pub const ALL: [Sc; 39] = [
+    pub const ALL: [Sc; 41] = [
         Sc::Open,
         Sc::Openat,
         Sc::Openat2,
@@ -278,6 +290,8 @@ impl Sc {
         Sc::Fchmodat2,
         Sc::Chdir,
         Sc::Fchdir,
+        Sc::InitModule,
+        Sc::FinitModule,
     ];
 
     /// Decodes a raw value.
@@ -327,6 +341,8 @@ impl Sc {
             Sc::Fchmodat2 => "fchmodat2",
             Sc::Chdir => "chdir",
             Sc::Fchdir => "fchdir",
+            Sc::InitModule => "init_module",
+            Sc::FinitModule => "finit_module",
         }
     }
 }

@@ -468,12 +468,6 @@ mod tests {
         t.on_fork(&parent, P + 1);
         let p = t.on_exec(&exec(P + 1, "/bin/cat", &["cat", "/etc/shadow"]), None);
         assert_eq!(p.name, "cat");
-        // comm comes from the executed path, as the kernel sets it.
-        assert_eq!(
-            t.on_exec(&exec(P + 1, "/proc/self/exe", &["nc"]), None)
-                .name,
-            "exe"
-        );
         assert_eq!(p.exe, "cat");
         assert_eq!(p.exepath, "/bin/cat");
         assert_eq!(p.args, vec!["/etc/shadow"]);
@@ -481,6 +475,9 @@ mod tests {
         assert_eq!(p.ppid, P);
         let anc = t.ancestors(P + 1, 4);
         assert_eq!(anc[0].name, "sh");
+        // comm comes from the executed path, as the kernel sets it.
+        let again = t.on_exec(&exec(P + 1, "/proc/self/exe", &["nc"]), None);
+        assert_eq!(again.name, "exe");
         t.on_exit(P + 1);
         t.expire(Instant::now() + EXIT_GRACE + Duration::from_secs(1));
         assert!(t.get(P + 1).is_none());
@@ -515,17 +512,23 @@ mod tests {
         let upper = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(upper.path().join("tmp")).unwrap();
         std::fs::write(upper.path().join("tmp/dropped"), b"\x7fELF").unwrap();
+        std::fs::create_dir_all(upper.path().join("opt")).unwrap();
+        std::fs::write(upper.path().join("opt/tool"), b"").unwrap();
+        let layer = WritableLayer {
+            upper_dir: upper.path().to_path_buf(),
+            mounts: vec!["/opt/tool".into(), "/run/secrets".into()],
+        };
         let mut t = ProcessTable::default();
+        let dropped = exec(P, "/tmp/dropped", &["dropped"]);
+        assert!(t.on_exec(&dropped, Some(&layer)).exe_upper_layer);
         assert!(
-            t.on_exec(&exec(P, "/tmp/dropped", &["dropped"]), Some(upper.path()))
+            !t.on_exec(&exec(P, "/bin/sh", &["sh"]), Some(&layer))
                 .exe_upper_layer
         );
+        assert!(!t.on_exec(&dropped, None).exe_upper_layer);
+        // A bind-mount stub in the upper dir is not a dropped binary.
         assert!(
-            !t.on_exec(&exec(P, "/bin/sh", &["sh"]), Some(upper.path()))
-                .exe_upper_layer
-        );
-        assert!(
-            !t.on_exec(&exec(P, "/tmp/dropped", &["dropped"]), None)
+            !t.on_exec(&exec(P, "/opt/tool", &["tool"]), Some(&layer))
                 .exe_upper_layer
         );
     }

@@ -202,6 +202,7 @@ impl DockerWatcher {
             .and_then(|h| h.privileged)
             .unwrap_or(false);
         Ok(Some(ContainerInfo {
+            init_pid: pid as u32,
             writable,
             privileged,
             id: c.id.unwrap_or_else(|| id.to_owned()),
@@ -213,7 +214,12 @@ impl DockerWatcher {
             image: config.image.unwrap_or_default(),
             image_id: c.image.unwrap_or_default(),
             profile,
-            pod: labels.get(POD_LABEL).cloned(),
+            // kubelet labels its containers; the lab uses brainbox.io/pod.
+            pod: labels
+                .get("io.kubernetes.pod.name")
+                .or_else(|| labels.get(POD_LABEL))
+                .cloned(),
+            namespace: labels.get("io.kubernetes.pod.namespace").cloned(),
             role: labels.get(ROLE_LABEL).cloned(),
             cgroup_id,
         }))

@@ -25,6 +25,9 @@ pub struct ContainerInfo {
     /// Pod name from the `brainbox.io/pod` label, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pod: Option<String>,
+    /// Kubernetes namespace (kubelet's `io.kubernetes.pod.namespace` label), if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
     /// Role in the pod (`agent`, `sidecar`), if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub role: Option<String>,
@@ -37,6 +40,9 @@ pub struct ContainerInfo {
     /// Whether the container runs privileged.
     #[serde(skip)]
     pub privileged: bool,
+    /// Host pid of the container's init process (its root file system outlives short processes).
+    #[serde(skip)]
+    pub init_pid: u32,
 }
 
 /// The container table: cgroup id → container, bounded.
@@ -100,10 +106,12 @@ mod tests {
             image_id: "sha256:x".into(),
             profile: "default".into(),
             pod: None,
+            namespace: None,
             role: None,
             cgroup_id: cg,
             writable: None,
             privileged: false,
+            init_pid: 0,
         }
     }
 

@@ -10,7 +10,7 @@ use aya::{
     Ebpf, EbpfLoader,
 };
 use brainbox_ebpf_common::{
-    stat_index, EventKind, Sc, Stat, WatchFlags, EVENTS_MAP, STATS_MAP, WATCHED_MAP,
+    sc_stat_index, stat_index, EventKind, Sc, Stat, WatchFlags, EVENTS_MAP, STATS_MAP, WATCHED_MAP,
 };
 use decode::SensorEvent;
 use prometheus_client::{
@@ -297,12 +297,36 @@ impl std::fmt::Debug for KernelStats {
 }
 
 impl KernelStats {
-    /// The summed-over-CPUs value of one counter (0 if unreadable).
-    pub fn read(&self, kind: EventKind, stat: Stat) -> u64 {
+    fn read_index(&self, index: u32) -> u64 {
         let map = self.map.lock().expect("stats lock");
-        map.get(&stat_index(kind as u32, stat), 0)
-            .map(|v| v.iter().sum())
-            .unwrap_or(0)
+        map.get(&index, 0).map(|v| v.iter().sum()).unwrap_or(0)
+    }
+
+    /// The summed-over-CPUs value of one counter (0 if unreadable). For
+    /// [`EventKind::Syscall`] it is the sum over every syscall.
+    pub fn read(&self, kind: EventKind, stat: Stat) -> u64 {
+        match kind {
+            EventKind::Syscall => Sc::ALL
+                .iter()
+                .map(|sc| self.read_index(sc_stat_index(*sc as u32, stat)))
+                .sum(),
+            k => self.read_index(stat_index(k as u32, stat)),
+        }
+    }
+
+    /// Per-series values as (`kind` label, value): one per non-syscall kind and one per syscall.
+    pub fn series(&self, stat: Stat) -> Vec<(&'static str, u64)> {
+        let mut v: Vec<(&'static str, u64)> = EventKind::ALL
+            .iter()
+            .filter(|k| **k != EventKind::Syscall)
+            .map(|k| (k.name(), self.read_index(stat_index(*k as u32, stat))))
+            .collect();
+        v.extend(
+            Sc::ALL
+                .iter()
+                .map(|sc| (sc.name(), self.read_index(sc_stat_index(*sc as u32, stat)))),
+        );
+        v
     }
 }
 
@@ -321,11 +345,9 @@ impl Collector for KernelStats {
             ),
         ] {
             let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
-            for kind in EventKind::ALL {
-                let label = KindLabel {
-                    kind: kind.name().into(),
-                };
-                ConstCounter::new(self.read(kind, stat)).encode(family.encode_family(&label)?)?;
+            for (kind, value) in self.series(stat) {
+                let label = KindLabel { kind: kind.into() };
+                ConstCounter::new(value).encode(family.encode_family(&label)?)?;
             }
         }
         Ok(())

@@ -18,7 +18,7 @@ use aya_ebpf::{
 };
 use aya_ebpf::helpers::bpf_probe_read_user_buf;
 use brainbox_ebpf_common::{
-    stat_index, EventHeader, EventKind, ExecEvent, ExecFlags, ExitEvent, ForkEvent, Sc, Stat,
+    sc_stat_index, stat_index, EventHeader, EventKind, ExecEvent, ExecFlags, ExitEvent, ForkEvent, Sc, Stat,
     SyscallEvent, SyscallFlags, ADDR_LEN, ARG_LEN, MAX_ARGS, PATH_LEN, STATS_LEN,
 };
 
@@ -53,6 +53,14 @@ static SCRATCH_SC: PerCpuArray<SyscallEvent> = PerCpuArray::with_max_entries(1, 
 #[inline(always)]
 fn count(kind: EventKind, stat: Stat) {
     if let Some(p) = STATS.get_ptr_mut(stat_index(kind as u32, stat)) {
+        // SAFETY: per-CPU slot, no concurrent writer on this CPU while we run.
+        unsafe { *p += 1 };
+    }
+}
+
+#[inline(always)]
+fn count_sc(sc: u32, stat: Stat) {
+    if let Some(p) = STATS.get_ptr_mut(sc_stat_index(sc, stat)) {
         // SAFETY: per-CPU slot, no concurrent writer on this CPU while we run.
         unsafe { *p += 1 };
     }
@@ -255,7 +263,7 @@ fn sc_enter(ctx: &TracePointContext, sc: Sc, p1: usize, p2: usize, addr: usize) 
         return;
     }
     let Some(ev) = SCRATCH_SC.get_ptr_mut(0) else {
-        count(EventKind::Syscall, Stat::Dropped);
+        count_sc(sc as u32, Stat::Dropped);
         return;
     };
     // SAFETY: the per-CPU scratch slot is ours for the duration of this program.
@@ -294,7 +302,7 @@ fn sc_enter(ctx: &TracePointContext, sc: Sc, p1: usize, p2: usize, addr: usize) 
     }
     let tid = bpf_get_current_pid_tgid();
     if PENDING_SC.insert(&tid, ev, 0).is_err() {
-        count(EventKind::Syscall, Stat::Dropped);
+        count_sc(sc as u32, Stat::Dropped);
     }
 }
 
@@ -314,9 +322,9 @@ fn sc_exit(ctx: &TracePointContext) {
         read_addr(ptr, len as u64, ev);
     }
     if EVENTS.output::<SyscallEvent>(&*ev, 0).is_ok() {
-        count(EventKind::Syscall, Stat::Emitted);
+        count_sc(ev.sc, Stat::Emitted);
     } else {
-        count(EventKind::Syscall, Stat::Dropped);
+        count_sc(ev.sc, Stat::Dropped);
     }
     let _ = PENDING_SC.remove(&tid);
 }
@@ -377,6 +385,8 @@ syscall!(sys_enter_dup3, sys_exit_dup3, Sc::Dup3, NONE, NONE, NONE);
 syscall!(sys_enter_kill, sys_exit_kill, Sc::Kill, NONE, NONE, NONE);
 syscall!(sys_enter_chdir, sys_exit_chdir, Sc::Chdir, 0, NONE, NONE);
 syscall!(sys_enter_fchdir, sys_exit_fchdir, Sc::Fchdir, NONE, NONE, NONE);
+syscall!(sys_enter_init_module, sys_exit_init_module, Sc::InitModule, 2, NONE, NONE);
+syscall!(sys_enter_finit_module, sys_exit_finit_module, Sc::FinitModule, 1, NONE, NONE);
 
 // ---- process lifecycle ----------------------------------------------------------------------
 
