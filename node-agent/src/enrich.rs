@@ -176,7 +176,8 @@ pub fn enrich(
             };
             // Remember what later events need: memfds (fileless exec) and socket families (dup).
             // Only these syscalls change the table (and so invalidate the cached snapshots).
-            let updates_table = matches!(s.sc, Sc::MemfdCreate | Sc::Socket | Sc::Chdir | Sc::Fchdir);
+            let updates_table =
+                matches!(s.sc, Sc::MemfdCreate | Sc::Socket | Sc::Chdir | Sc::Fchdir);
             if s.ret >= 0 && updates_table {
                 if let Some(p) = procs.get_or_load(hdr.pid) {
                     match s.sc {
@@ -199,7 +200,11 @@ pub fn enrich(
                     procs.touch();
                 }
             }
-            let snap = if known { snapshot(procs, hdr.pid) } else { None };
+            let snap = if known {
+                snapshot(procs, hdr.pid)
+            } else {
+                None
+            };
             let Snapshot { process, lineage } = snap.unwrap_or_else(|| {
                 let mut p = ProcInfo::unknown(hdr.pid);
                 p.uid = hdr.uid;

@@ -108,7 +108,10 @@ fn burst_of_openat_is_reported_exactly_once_each_with_zero_drops() {
         let k = |m: &str| metric(&body, &format!("{m}{{kind=\"syscall\"}}"));
         let emitted = kernel_syscalls(&body, "brainbox_sensor_kernel_events_total");
         let drops = kernel_syscalls(&body, "brainbox_sensor_kernel_drops_total");
-        let openat = metric(&body, "brainbox_sensor_kernel_events_total{kind=\"openat\"}");
+        let openat = metric(
+            &body,
+            "brainbox_sensor_kernel_events_total{kind=\"openat\"}",
+        );
         let read = k("brainbox_sensor_events_read_total");
         let processed = k("brainbox_sensor_events_processed_total");
         assert_eq!(drops, drops_before, "the kernel dropped events:\n{body}");

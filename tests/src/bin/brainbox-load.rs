@@ -21,7 +21,9 @@ struct Opts {
 }
 
 fn usage() -> ! {
-    eprintln!("usage: brainbox-load openat --ops N [--threads T] [--rate OPS_PER_SEC] [--file PATH]");
+    eprintln!(
+        "usage: brainbox-load openat --ops N [--threads T] [--rate OPS_PER_SEC] [--file PATH]"
+    );
     std::process::exit(2);
 }
 

@@ -44,7 +44,9 @@ fn parse() -> Result<Opts> {
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
-        let v = args.next().with_context(|| format!("{flag} needs a value"))?;
+        let v = args
+            .next()
+            .with_context(|| format!("{flag} needs a value"))?;
         match flag.as_str() {
             "--out" => o.out = v,
             "--ops" => o.ops = v.parse()?,
@@ -133,10 +135,16 @@ fn counters(addr: &str) -> Result<Counters> {
     Ok(Counters {
         kernel_events: kernel_syscalls(&body, "brainbox_sensor_kernel_events_total"),
         kernel_drops: kernel_syscalls(&body, "brainbox_sensor_kernel_drops_total"),
-        kernel_openat: metric(&body, "brainbox_sensor_kernel_events_total{kind=\"openat\"}"),
+        kernel_openat: metric(
+            &body,
+            "brainbox_sensor_kernel_events_total{kind=\"openat\"}",
+        ),
         kernel_openat_drops: metric(&body, "brainbox_sensor_kernel_drops_total{kind=\"openat\"}"),
         read: metric(&body, "brainbox_sensor_events_read_total{kind=\"syscall\"}"),
-        processed: metric(&body, "brainbox_sensor_events_processed_total{kind=\"syscall\"}"),
+        processed: metric(
+            &body,
+            "brainbox_sensor_events_processed_total{kind=\"syscall\"}",
+        ),
     })
 }
 
