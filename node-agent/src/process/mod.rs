@@ -555,6 +555,31 @@ mod tests {
     }
 
     #[test]
+    fn snapshots_are_shared_until_the_table_changes() {
+        use crate::enrich::Snapshot;
+        use std::sync::Arc;
+        let mut t = ProcessTable::default();
+        t.on_exec(&exec(P, "/bin/sh", &["sh"]), None);
+        assert!(t.snapshot(P).is_none());
+        let snap = Snapshot {
+            process: Arc::new(t.get(P).unwrap().clone()),
+            lineage: Arc::from(Vec::new()),
+        };
+        t.store_snapshot(P, snap.clone());
+        let again = t.snapshot(P).expect("cached");
+        assert!(Arc::ptr_eq(&again.process, &snap.process));
+        // Any change invalidates: a caller's edit (touch), an exec, an exit.
+        t.touch();
+        assert!(t.snapshot(P).is_none());
+        t.store_snapshot(P, snap.clone());
+        t.on_exec(&exec(P, "/bin/cat", &["cat"]), None);
+        assert!(t.snapshot(P).is_none());
+        t.store_snapshot(P, snap.clone());
+        t.on_exit(P);
+        assert!(t.snapshot(P).is_none());
+    }
+
+    #[test]
     fn socket_fds_are_remembered_and_bounded() {
         let mut p = ProcInfo::empty(P);
         for fd in 0..200 {

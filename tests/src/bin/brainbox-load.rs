@@ -70,7 +70,12 @@ fn worker(file: &std::path::Path, ops: u64, rate: Option<f64>, start: Instant) -
         let n = BATCH.min(ops - done);
         for _ in 0..n {
             // openat(2) itself: std's File::open is open(2) on musl/x86_64, another syscall.
-            match openat(None, file, OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty()) {
+            match openat(
+                None,
+                file,
+                OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+                Mode::empty(),
+            ) {
                 Ok(fd) => {
                     if close(fd).is_err() {
                         failed += 1;
