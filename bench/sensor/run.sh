@@ -12,6 +12,8 @@ OUT="$ROOT/bench/results/sensor.json"
 cleanup() {
     # Containers the bench created (also when it was killed), and its agent if it outlived it.
     if [[ -n "${BENCH_PID:-}" ]] && kill -0 "$BENCH_PID" 2>/dev/null; then
+        # Its node agent first (a killed bench does not run its destructors), then the bench.
+        pkill -TERM -P "$BENCH_PID" 2>/dev/null || true
         kill "$BENCH_PID" 2>/dev/null || true
     fi
     local ids
