@@ -7,6 +7,7 @@ use crate::{
     events::{self, Sink},
     metrics::AgentMetrics,
     process::ProcessTable,
+    response::{RecentEvents, Responder, ResponseReport},
     runtime::{cgroup, docker, ContainerTable},
     sensor::Sensor,
 };
@@ -98,13 +99,29 @@ pub async fn run(cfg: AgentConfig) -> Result<(), RunError> {
         tracing::info!(listen = %bound, "metrics endpoint up");
     }
 
+    let profiles = Arc::new(profiles);
+    let responder = if cfg.response.enabled {
+        let r = Responder::open(docker.clone(), cfg.response.clone(), node.clone())
+            .map_err(|e| RunError::Unavailable(e.to_string()))?;
+        tracing::info!(
+            audit_log = %cfg.response.audit_log.display(),
+            evidence_dir = %cfg.response.evidence_dir.display(),
+            "response ready"
+        );
+        Some(Arc::new(r))
+    } else {
+        None
+    };
+    let (resp_tx, mut resp_rx) = tokio::sync::mpsc::channel::<ResponseReport>(64);
+    let mut recent: RecentEvents<crate::enrich::Enriched> = RecentEvents::default();
+
     let table = ContainerTable::default();
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
     let watcher = docker::DockerWatcher {
         docker,
         table: table.clone(),
         watch,
-        profiles: Arc::new(profiles),
+        profiles: profiles.clone(),
         cgroup2,
         metrics: metrics.clone(),
     };
@@ -133,14 +150,36 @@ pub async fn run(cfg: AgentConfig) -> Result<(), RunError> {
         tokio::select! {
             batch = rx.recv() => {
                 let Some(batch) = batch else { break };
+                let mut response = ResponseState {
+                    profiles: &profiles,
+                    responder: responder.as_ref(),
+                    recent: &mut recent,
+                    done: &resp_tx,
+                };
                 for ev in &batch {
-                    handle(ev, &mut procs, &table, &cfg, &node, detector.as_ref(), &mut sink, &metrics)?;
+                    handle(ev, &mut procs, &table, &cfg, &node, detector.as_ref(), &mut sink, &metrics, &mut response)?;
                     processed.inc_by(ev.kind_name(), 1);
                 }
                 if last_expiry.elapsed() > Duration::from_secs(1) {
                     procs.expire(std::time::Instant::now());
+                    recent.retain(|cg| table.get(cg).is_some());
                     metrics.processes.set(procs.len() as i64);
                     last_expiry = std::time::Instant::now();
+                }
+            }
+            report = resp_rx.recv() => {
+                if let Some(report) = report {
+                    tracing::warn!(
+                        alert_id = %report.alert_id,
+                        action = %report.action,
+                        container_id = %report.container_id,
+                        evidence_id = report.evidence_id.as_deref().unwrap_or(""),
+                        new_container_id = report.new_container_id.as_deref().unwrap_or(""),
+                        "response finished"
+                    );
+                    if let Err(e) = sink.write(&report) {
+                        return Err(RunError::Runtime(format!("writing responses: {e}")));
+                    }
                 }
             }
             r = &mut watcher_task => {
@@ -157,6 +196,14 @@ pub async fn run(cfg: AgentConfig) -> Result<(), RunError> {
     Ok(())
 }
 
+/// What [`handle`] needs to start responses to alerts.
+struct ResponseState<'a> {
+    profiles: &'a ProfileSet,
+    responder: Option<&'a Arc<Responder>>,
+    recent: &'a mut RecentEvents<crate::enrich::Enriched>,
+    done: &'a tokio::sync::mpsc::Sender<ResponseReport>,
+}
+
 /// Handles one sensor event: enrich, write it if wanted, evaluate the rules and write alerts.
 #[allow(clippy::too_many_arguments)]
 fn handle(
@@ -168,10 +215,16 @@ fn handle(
     detector: Option<&Detector>,
     sink: &mut Sink,
     metrics: &AgentMetrics,
+    response: &mut ResponseState<'_>,
 ) -> Result<(), RunError> {
     let Some(ev) = enrich::enrich(ev, procs, table) else {
         return Ok(());
     };
+    if let (Some(_), Some(c)) = (response.responder, &ev.container) {
+        response
+            .recent
+            .push(c.cgroup_id, ev.clone(), cfg.response.recent_events);
+    }
     if ev.container.is_none() {
         metrics.unattributed.inc();
         if !cfg.events.include_unattributed {
@@ -201,9 +254,58 @@ fn handle(
             );
             sink.write(&alert)
                 .map_err(|e| RunError::Runtime(format!("writing alerts: {e}")))?;
+            respond(
+                &alert,
+                ev.container.as_ref(),
+                response.profiles,
+                response.responder,
+                response.recent,
+                node,
+                response.done,
+            );
         }
     }
     Ok(())
+}
+
+/// Starts the profile's response to `alert`, if it has one and the rate limit allows it.
+fn respond(
+    alert: &crate::detect::Alert,
+    container: Option<&Arc<crate::runtime::ContainerInfo>>,
+    profiles: &ProfileSet,
+    responder: Option<&Arc<Responder>>,
+    recent: &RecentEvents<crate::enrich::Enriched>,
+    node: &str,
+    done: &tokio::sync::mpsc::Sender<ResponseReport>,
+) {
+    let (Some(responder), Some(c)) = (responder, container) else {
+        return;
+    };
+    let Some(profile) = profiles.get(&c.profile) else {
+        return;
+    };
+    let Some(rule) = profile.response_for(&alert.rule, &alert.tags, &alert.priority) else {
+        return;
+    };
+    if matches!(rule.action, brainbox_profile::Action::Alert) {
+        return;
+    }
+    if !responder.admit(&c.id, &rule.name, rule.rate_limit) {
+        tracing::warn!(container_id = %c.id, response = %rule.name, "response rate-limited; alert only");
+        return;
+    }
+    tracing::warn!(container_id = %c.id, response = %rule.name, action = ?rule.action, "response starting");
+    let recent: Vec<serde_json::Value> = recent
+        .get(c.cgroup_id)
+        .iter()
+        .filter_map(|e| serde_json::to_value(events::build(e, node)).ok())
+        .collect();
+    let (responder, alert, c, done) = (responder.clone(), alert.clone(), c.clone(), done.clone());
+    let (action, name) = (rule.action, rule.name.clone());
+    tokio::spawn(async move {
+        let report = responder.run(action, name, &alert, c, recent).await;
+        let _ = done.send(report).await;
+    });
 }
 
 fn describe<E: std::fmt::Display>(r: Result<Result<(), E>, tokio::task::JoinError>) -> String {

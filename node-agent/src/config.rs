@@ -28,6 +28,8 @@ pub struct AgentConfig {
     pub events: EventsConfig,
     /// `[rules]`: detection rules.
     pub rules: RulesConfig,
+    /// `[response]`: freeze, capture, seal, recycle.
+    pub response: crate::response::ResponseConfig,
 }
 
 /// Detection rule settings.
@@ -95,6 +97,7 @@ impl Default for AgentConfig {
             docker: DockerConfig::default(),
             events: EventsConfig::default(),
             rules: RulesConfig::default(),
+            response: crate::response::ResponseConfig::default(),
         }
     }
 }

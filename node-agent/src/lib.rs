@@ -12,5 +12,6 @@ pub mod enrich;
 pub mod events;
 pub mod metrics;
 pub mod process;
+pub mod response;
 pub mod runtime;
 pub mod sensor;

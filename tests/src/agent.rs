@@ -34,6 +34,11 @@ impl Agent {
                 crate::workspace_root().join("profiles"),
             )
             .env("BRAINBOX_RULES__FILES", default_rule_files(&[]))
+            .env(
+                "BRAINBOX_RESPONSE__EVIDENCE_DIR",
+                dir.path().join("evidence"),
+            )
+            .env("BRAINBOX_RESPONSE__AUDIT_LOG", dir.path().join("audit.log"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log);
@@ -42,13 +47,23 @@ impl Agent {
         }
         let child = cmd.spawn().context("starting brainbox-node-agent")?;
         let mut agent = Agent { child, dir };
-        agent.wait_log(|l| l["message"] == "agent ready", Duration::from_secs(60))?;
+        agent.wait_log(|l| l["message"] == "agent ready", Duration::from_secs(120))?;
         Ok(agent)
     }
 
     /// The events file.
     pub fn events_path(&self) -> PathBuf {
         self.dir.path().join("events.jsonl")
+    }
+
+    /// The evidence store.
+    pub fn evidence_dir(&self) -> PathBuf {
+        self.dir.path().join("evidence")
+    }
+
+    /// The audit log.
+    pub fn audit_log(&self) -> PathBuf {
+        self.dir.path().join("audit.log")
     }
 
     /// The log file.
@@ -93,7 +108,7 @@ impl Agent {
     pub fn wait_watching(&mut self, container_id: &str) -> Result<()> {
         self.wait_log(
             |l| l["message"] == "watching container" && l["container_id"] == container_id,
-            Duration::from_secs(30),
+            Duration::from_secs(90),
         )
         .map(|_| ())
     }
@@ -141,6 +156,8 @@ impl Drop for Agent {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // Sealed evidence is read-only and immutable; a plain remove would fail.
+        let _ = brainbox_audit::evidence::remove_tree(&self.evidence_dir());
     }
 }
 

@@ -127,6 +127,8 @@ fn stable_falco_rules_fire_on_attacks_from_inside_a_container() {
     let mut agent = Agent::start(&[]).unwrap();
     let name = unique("e2e-attack");
     let mut spec = PodSpec::new(&name);
+    // Alert-only: the default profile would recycle the container at the first critical alert.
+    spec.profile = Some("observe");
     spec.read_only = false;
     spec.attack_tool = true;
     let pod = Pod::start(&spec).unwrap();
@@ -134,7 +136,7 @@ fn stable_falco_rules_fire_on_attacks_from_inside_a_container() {
 
     run_attacks(&pod.agent);
     let rules: Vec<&str> = EXPECTED.iter().map(|(r, _)| *r).collect();
-    let alerts = wait_for_rules(&agent, &pod.agent.id, &rules, Duration::from_secs(30));
+    let alerts = wait_for_rules(&agent, &pod.agent.id, &rules, Duration::from_secs(90));
 
     let mut missing = vec![];
     for (rule, proc_name) in EXPECTED {
@@ -197,7 +199,7 @@ fn benign_workload_fires_no_rule() {
     agent
         .wait_event(
             |e| e["process"]["argv"][1] == marker.as_str(),
-            Duration::from_secs(20),
+            Duration::from_secs(90),
         )
         .unwrap();
     let events = agent.events();
@@ -229,7 +231,9 @@ fn exception_in_a_profile_file_suppresses_a_firing_rule() {
     .unwrap();
     let files = default_rule_files(&[&overrides]);
     let mut agent = Agent::start(&[("BRAINBOX_RULES__FILES", files.as_str())]).unwrap();
-    let pod = Pod::start(&PodSpec::new(&name)).unwrap();
+    let mut spec = PodSpec::new(&name);
+    spec.profile = Some("observe");
+    let pod = Pod::start(&spec).unwrap();
     agent.wait_watching(&pod.agent.id).unwrap();
 
     // Excepted: a link whose path matches the exception.
@@ -246,7 +250,7 @@ fn exception_in_a_profile_file_suppresses_a_firing_rule() {
         &agent,
         &pod.agent.id,
         &["Create Symlink Over Sensitive Files"],
-        Duration::from_secs(20),
+        Duration::from_secs(90),
     );
     let symlink_alerts: Vec<&Value> = alerts
         .iter()

@@ -156,7 +156,7 @@ impl DockerWatcher {
         let Some(pid) = c.state.and_then(|s| s.pid).filter(|p| *p > 0) else {
             return Ok(None);
         };
-        let (_, cgroup_id) = match cgroup::cgroup_of_pid(&self.cgroup2, pid as u32) {
+        let (cgroup_dir, cgroup_id) = match cgroup::cgroup_of_pid(&self.cgroup2, pid as u32) {
             Ok(v) => v,
             Err(e) => {
                 // The container may have exited already.
@@ -202,6 +202,7 @@ impl DockerWatcher {
             .and_then(|h| h.privileged)
             .unwrap_or(false);
         Ok(Some(ContainerInfo {
+            cgroup_dir,
             init_pid: pid as u32,
             writable,
             privileged,
