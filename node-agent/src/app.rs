@@ -6,6 +6,7 @@ use crate::{
     metrics::AgentMetrics,
     runtime::{cgroup, docker, ContainerTable},
     sensor::Sensor,
+    zones::{self, Zones, ZonesSettings},
 };
 use brainbox_profile::ProfileSet;
 use prometheus_client::registry::Registry;
@@ -49,6 +50,25 @@ pub async fn run(cfg: AgentConfig) -> Result<(), RunError> {
     tracing::info!(programs = 4, "eBPF sensor loaded and attached");
     let watch = sensor.watch_list();
 
+    let zones = if cfg.zones.enabled {
+        let (z, ring) = Zones::start(ZonesSettings {
+            pin_dir: cfg.zones.pin_dir.clone(),
+            profiles_dir: cfg.profiles_dir.clone(),
+            only_label: cfg.zones.only_label(),
+        })
+        .map_err(|e| match e {
+            zones::ZonesError::Policy(m) => RunError::Config(format!("zones: {m}")),
+            e => RunError::Unavailable(e.to_string()),
+        })?;
+        registry
+            .sub_registry_with_prefix("brainbox")
+            .register_collector(Box::new(z.collector()));
+        tracing::info!(pin_dir = %cfg.zones.pin_dir.display(), "zone programs loaded");
+        Some((z, ring))
+    } else {
+        None
+    };
+
     let cgroup2 = if cfg.docker.cgroup2_mount.as_os_str().is_empty() {
         cgroup::cgroup2_mount().map_err(|e| RunError::Unavailable(e.to_string()))?
     } else {
@@ -82,7 +102,30 @@ pub async fn run(cfg: AgentConfig) -> Result<(), RunError> {
         profiles: Arc::new(profiles),
         cgroup2,
         metrics: metrics.clone(),
+        observers: zones
+            .iter()
+            .map(|(z, _)| Arc::new(z.clone()) as Arc<dyn crate::runtime::ContainerObserver>)
+            .collect(),
     };
+    let (zone_tx, mut zone_rx) = tokio::sync::mpsc::channel(1024);
+    if let Some((z, ring)) = zones {
+        if cfg.zones.watch_profiles {
+            let zw = z.clone();
+            tokio::spawn(async move {
+                if let Err(e) = zw.watch_profiles().await {
+                    tracing::error!(error = %e, "cannot watch profiles; zone policy reload is off");
+                }
+            });
+        }
+        let (table, node) = (table.clone(), node.clone());
+        tokio::spawn(async move {
+            if let Err(e) = zones::run_reports(z, ring, table, node, zone_tx).await {
+                tracing::error!(error = %e, "zone denial reader stopped");
+            }
+        });
+    } else {
+        drop(zone_tx);
+    }
     let mut watcher_task = tokio::spawn(watcher.run(ready_tx));
 
     let (tx, mut rx) = tokio::sync::mpsc::channel(8192);
@@ -113,6 +156,11 @@ pub async fn run(cfg: AgentConfig) -> Result<(), RunError> {
                 }
                 let out = events::build(&ev, &node, container.as_ref());
                 if let Err(e) = sink.write(&out) {
+                    return Err(RunError::Runtime(format!("writing events: {e}")));
+                }
+            }
+            Some(ev) = zone_rx.recv() => {
+                if let Err(e) = sink.write_json(&ev) {
                     return Err(RunError::Runtime(format!("writing events: {e}")));
                 }
             }

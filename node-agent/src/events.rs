@@ -146,6 +146,11 @@ impl Sink {
 
     /// Writes one event as a JSON line and flushes (events are rare and must not sit in a buffer).
     pub fn write(&mut self, ev: &Event<'_>) -> std::io::Result<()> {
+        self.write_json(ev)
+    }
+
+    /// Writes any serializable event (e.g. a zone denial) as a JSON line and flushes.
+    pub fn write_json<T: Serialize + ?Sized>(&mut self, ev: &T) -> std::io::Result<()> {
         let mut line = serde_json::to_vec(ev).map_err(std::io::Error::other)?;
         line.push(b'\n');
         self.out.write_all(&line)?;

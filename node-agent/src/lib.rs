@@ -11,3 +11,4 @@ pub mod events;
 pub mod metrics;
 pub mod runtime;
 pub mod sensor;
+pub mod zones;
