@@ -207,21 +207,26 @@ impl Kernel {
         let mut links = Vec::new();
         for (p, path) in PROGRAMS.iter().zip(&pinned) {
             let name = p.name();
-            let err = |e: &dyn std::fmt::Display| KernelError::Program {
+            let err = |e: &dyn std::error::Error| KernelError::Program {
                 program: name,
-                reason: e.to_string(),
+                reason: chain(e),
             };
             let prog = self
                 .bpf
                 .program_mut(name)
-                .ok_or_else(|| err(&"missing"))?;
-            // AllowMultiple: other cgroup programs (Docker's device filter, another tool's
-            // firewall) keep working, and every attached program must allow a connection.
+                .ok_or_else(|| KernelError::Program {
+                    program: name,
+                    reason: "missing".into(),
+                })?;
+            // On this kernel aya attaches through BPF_LINK_CREATE, which takes no flags (0 is
+            // `Single` here) and always attaches the way ALLOW_MULTI does: other cgroup programs
+            // (Docker's device filter, another tool's firewall) keep working, every attached
+            // program must allow a connection, and nothing can replace ours.
             let fd: FdLink = match p {
                 Prog::SockAddr(_) => {
                     let prog: &mut CgroupSockAddr = prog.try_into().map_err(|e| err(&e))?;
                     let id = prog
-                        .attach(&cgroup, CgroupAttachMode::AllowMultiple)
+                        .attach(&cgroup, CgroupAttachMode::Single)
                         .map_err(|e| err(&e))?;
                     prog.take_link(id)
                         .map_err(|e| err(&e))?
@@ -231,7 +236,7 @@ impl Kernel {
                 Prog::Skb(_, kind) => {
                     let prog: &mut CgroupSkb = prog.try_into().map_err(|e| err(&e))?;
                     let id = prog
-                        .attach(&cgroup, *kind, CgroupAttachMode::AllowMultiple)
+                        .attach(&cgroup, *kind, CgroupAttachMode::Single)
                         .map_err(|e| err(&e))?;
                     prog.take_link(id)
                         .map_err(|e| err(&e))?
@@ -354,4 +359,16 @@ impl Kernel {
     pub fn cgroup_table(&self) -> BTreeMap<u64, u32> {
         self.cgroups.iter().filter_map(Result::ok).collect()
     }
+}
+
+/// An error with its sources, `a: b: c` (aya's errors keep the errno in the source).
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
 }
