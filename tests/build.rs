@@ -7,7 +7,10 @@ fn main() {
     let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());
     let probe = manifest_dir.join("probe");
     println!("cargo:rerun-if-changed={}", probe.join("src").display());
-    println!("cargo:rerun-if-changed={}", probe.join("Cargo.toml").display());
+    println!(
+        "cargo:rerun-if-changed={}",
+        probe.join("Cargo.toml").display()
+    );
     let target_dir = env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| manifest_dir.parent().unwrap().join("target"))

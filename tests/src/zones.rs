@@ -92,7 +92,14 @@ impl Outside {
             "ip", "link", "add", &host_if, "type", "veth", "peer", "name", &peer_if,
         ])?;
         sh(&["ip", "link", "set", &peer_if, "netns", &ns])?;
-        sh(&["ip", "addr", "add", &format!("{OUTSIDE_GW}/24"), "dev", &host_if])?;
+        sh(&[
+            "ip",
+            "addr",
+            "add",
+            &format!("{OUTSIDE_GW}/24"),
+            "dev",
+            &host_if,
+        ])?;
         sh(&["ip", "link", "set", &host_if, "up"])?;
         let inns = |args: &[&str]| -> Result<String> {
             let mut v = vec!["ip", "netns", "exec", ns.as_str()];
@@ -100,8 +107,22 @@ impl Outside {
             sh(&v)
         };
         inns(&["ip", "link", "set", "lo", "up"])?;
-        inns(&["ip", "addr", "add", &format!("{OUTSIDE}/24"), "dev", &peer_if])?;
-        inns(&["ip", "addr", "add", &format!("{RESOLVER}/24"), "dev", &peer_if])?;
+        inns(&[
+            "ip",
+            "addr",
+            "add",
+            &format!("{OUTSIDE}/24"),
+            "dev",
+            &peer_if,
+        ])?;
+        inns(&[
+            "ip",
+            "addr",
+            "add",
+            &format!("{RESOLVER}/24"),
+            "dev",
+            &peer_if,
+        ])?;
         inns(&["ip", "link", "set", &peer_if, "up"])?;
         inns(&["ip", "route", "add", "default", "via", OUTSIDE_GW])?;
         let nsfile = std::fs::File::open(format!("/run/netns/{ns}"))?;
@@ -135,10 +156,9 @@ impl Outside {
                 let mut buf = [0u8; 1500];
                 while !stop.load(Ordering::Relaxed) {
                     if let Ok((n, from)) = s.recv_from(&mut buf) {
-                        seen.lock().unwrap().push(format!(
-                            "udp/{port} {}",
-                            String::from_utf8_lossy(&buf[..n])
-                        ));
+                        seen.lock()
+                            .unwrap()
+                            .push(format!("udp/{port} {}", String::from_utf8_lossy(&buf[..n])));
                         let _ = s.send_to(b"outside-udp", from);
                     }
                 }
@@ -186,11 +206,7 @@ impl Outside {
 
     /// True if the outside host received a payload containing `marker`.
     pub fn saw(&self, marker: &str) -> bool {
-        self.seen
-            .lock()
-            .unwrap()
-            .iter()
-            .any(|s| s.contains(marker))
+        self.seen.lock().unwrap().iter().any(|s| s.contains(marker))
     }
 
     /// Everything received so far.

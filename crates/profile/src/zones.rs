@@ -114,7 +114,9 @@ impl std::str::FromStr for Cidr {
         }
         let masked = mask(addr, len);
         if masked != addr {
-            return Err(format!("`{s}`: host bits set (did you mean {masked}/{len}?)"));
+            return Err(format!(
+                "`{s}`: host bits set (did you mean {masked}/{len}?)"
+            ));
         }
         Ok(Cidr { addr, len })
     }
@@ -184,7 +186,10 @@ impl ZonePolicy {
         for (i, f) in self.flows.iter().enumerate() {
             let at = |k: &str| format!("flows[{i}].{k}");
             if f.name.is_empty() || !names.insert(f.name.as_str()) {
-                return Err(bad(at("name"), format!("`{}` is empty or repeated", f.name)));
+                return Err(bad(
+                    at("name"),
+                    format!("`{}` is empty or repeated", f.name),
+                ));
             }
             match (f.to.is_some(), f.to_cidrs.is_empty()) {
                 (true, false) | (false, true) => {
@@ -278,7 +283,14 @@ mod tests {
             .any(|f| f.ports.iter().any(|p| matches!(p, PortSpec::Range(_)))));
         assert!(p.flows.iter().any(|f| f.proto == FlowProto::Udp));
         let text = std::fs::read_to_string(&path).unwrap();
-        for field in ["description:", "in_pod:", "proxy_port:", "name:", "from:", "to:"] {
+        for field in [
+            "description:",
+            "in_pod:",
+            "proxy_port:",
+            "name:",
+            "from:",
+            "to:",
+        ] {
             assert!(text.contains(field), "profiles/zones.yaml lacks {field}");
         }
     }

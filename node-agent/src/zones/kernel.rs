@@ -44,7 +44,10 @@ pub enum KernelError {
     Load(Box<aya::EbpfError>),
     /// A program failed.
     #[error("zone program `{program}`: {reason}")]
-    Program { program: &'static str, reason: String },
+    Program {
+        program: &'static str,
+        reason: String,
+    },
     /// A map failed.
     #[error("zone map `{map}`: {reason}")]
     Map { map: &'static str, reason: String },
@@ -125,7 +128,9 @@ impl Kernel {
                 program: name,
                 reason: e.to_string(),
             };
-            let prog = bpf.program_mut(name).ok_or_else(|| err(&"missing from the object"))?;
+            let prog = bpf
+                .program_mut(name)
+                .ok_or_else(|| err(&"missing from the object"))?;
             match p {
                 Prog::SockAddr(_) => {
                     let prog: &mut CgroupSockAddr = prog.try_into().map_err(|e| err(&e))?;
@@ -322,11 +327,8 @@ impl Kernel {
         for cg in stale_cgroups {
             let _ = self.cgroups.remove(&cg);
         }
-        let keep: BTreeSet<(u32, PolicyAddr)> = new
-            .entries
-            .keys()
-            .map(|e| (e.prefix_len, e.key))
-            .collect();
+        let keep: BTreeSet<(u32, PolicyAddr)> =
+            new.entries.keys().map(|e| (e.prefix_len, e.key)).collect();
         let stale: Vec<Key<PolicyAddr>> = self
             .policy
             .keys()

@@ -129,7 +129,9 @@ impl Zones {
                 tracing::info!(digest = %digest, "zone policy reloaded");
             }
             Err(e) => {
-                self.counters.reload_failures.fetch_add(1, Ordering::Relaxed);
+                self.counters
+                    .reload_failures
+                    .fetch_add(1, Ordering::Relaxed);
                 tracing::error!(error = %e, "zone policy rejected; the previous policy stays in force");
             }
         }
@@ -272,7 +274,9 @@ impl ContainerObserver for Zones {
                 );
             }
             Err(e) => {
-                self.counters.attach_failures.fetch_add(1, Ordering::Relaxed);
+                self.counters
+                    .attach_failures
+                    .fetch_add(1, Ordering::Relaxed);
                 tracing::error!(container_id = %c.info.id, error = %e, "cannot attach zone programs");
             }
         }

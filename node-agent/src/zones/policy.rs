@@ -161,7 +161,9 @@ fn proto_bit(p: FlowProto) -> u32 {
 type Half = BTreeMap<Prefix, (BTreeSet<PortRule>, u32)>;
 
 fn add(half: &mut Half, prefix: Prefix, rules: &[PortRule], flow: u32) {
-    let e = half.entry(prefix).or_insert_with(|| (BTreeSet::new(), flow));
+    let e = half
+        .entry(prefix)
+        .or_insert_with(|| (BTreeSet::new(), flow));
     e.0.extend(rules.iter().copied());
 }
 
@@ -174,7 +176,11 @@ pub fn generation_of(id: u32) -> usize {
 }
 
 /// Compiles the policy for `members` with policy ids starting at `base`.
-pub fn compile(policy: &ZonePolicy, members: &[Member], base: u32) -> Result<Compiled, CompileError> {
+pub fn compile(
+    policy: &ZonePolicy,
+    members: &[Member],
+    base: u32,
+) -> Result<Compiled, CompileError> {
     let mut sorted: Vec<&Member> = members.iter().collect();
     sorted.sort_by(|a, b| a.id.cmp(&b.id));
     let flows: Vec<(u32, &brainbox_profile::zones::Flow, Vec<PortRule>)> = policy
@@ -229,7 +235,12 @@ pub fn compile(policy: &ZonePolicy, members: &[Member], base: u32) -> Result<Com
         let mut egress = Half::new();
         let mut ingress = Half::new();
         if m.role == Role::Agent {
-            add(&mut egress, host(IpAddr::V4(Ipv4Addr::LOCALHOST)), &proxy, 0);
+            add(
+                &mut egress,
+                host(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+                &proxy,
+                0,
+            );
         } else {
             if m.role == Role::Sidecar {
                 // The agent container's connections to the proxy arrive from the pod's loopback.
@@ -337,7 +348,11 @@ fn merge(rules: BTreeSet<PortRule>) -> Vec<PortRule> {
             cur = match cur {
                 Some((a, b)) if lo as u32 <= b as u32 + 1 => Some((a, b.max(hi))),
                 Some((a, b)) => {
-                    out.push(PortRule { lo: a, hi: b, protos });
+                    out.push(PortRule {
+                        lo: a,
+                        hi: b,
+                        protos,
+                    });
                     Some((lo, hi))
                 }
                 None => Some((lo, hi)),
@@ -421,9 +436,27 @@ mod tests {
     fn lab() -> Vec<Member> {
         vec![
             member("a-agent", 1, Zone::Untrusted, Role::Agent, None),
-            member("a-side", 2, Zone::Untrusted, Role::Sidecar, Some("172.17.0.2")),
-            member("b-side", 3, Zone::Untrusted, Role::Sidecar, Some("172.17.0.3")),
-            member("orch", 4, Zone::Internal, Role::Standalone, Some("172.17.0.4")),
+            member(
+                "a-side",
+                2,
+                Zone::Untrusted,
+                Role::Sidecar,
+                Some("172.17.0.2"),
+            ),
+            member(
+                "b-side",
+                3,
+                Zone::Untrusted,
+                Role::Sidecar,
+                Some("172.17.0.3"),
+            ),
+            member(
+                "orch",
+                4,
+                Zone::Internal,
+                Role::Standalone,
+                Some("172.17.0.4"),
+            ),
         ]
     }
 
@@ -517,8 +550,14 @@ mod tests {
 
     #[test]
     fn show_prefixes() {
-        assert_eq!(show_prefix(&(v4(Ipv4Addr::new(10, 0, 0, 0)), 104)), "10.0.0.0/8");
+        assert_eq!(
+            show_prefix(&(v4(Ipv4Addr::new(10, 0, 0, 0)), 104)),
+            "10.0.0.0/8"
+        );
         assert_eq!(show_addr(v4(Ipv4Addr::new(1, 2, 3, 4))), "1.2.3.4");
-        assert_eq!(show_addr("::1".parse::<std::net::Ipv6Addr>().unwrap().octets()), "::1");
+        assert_eq!(
+            show_addr("::1".parse::<std::net::Ipv6Addr>().unwrap().octets()),
+            "::1"
+        );
     }
 }

@@ -52,9 +52,9 @@ pub fn build(ev: &DenyEvent, node: &str, zones: &Zones, table: &ContainerTable) 
     let container = table.get(ev.cgroup_id);
     let hook = Hook::from_u32(ev.hook).map_or("unknown", Hook::name);
     let reason = DenyReason::from_u32(ev.reason).map_or("unknown", DenyReason::name);
-    let policy = zones.describe(ev.policy).map(|(_, zone, role)| {
-        json!({"zone": format!("{zone:?}").to_lowercase(), "role": role.name()})
-    });
+    let policy = zones.describe(ev.policy).map(
+        |(_, zone, role)| json!({"zone": format!("{zone:?}").to_lowercase(), "role": role.name()}),
+    );
     let rule = match policy.as_ref().and_then(|p| p["role"].as_str()) {
         Some("agent") => "in-pod: agent may reach only its sidecar's proxy port",
         _ => "default-deny: no zone flow allows this",
