@@ -75,7 +75,8 @@ fn addr(a: &str, p: &str) -> Result<SocketAddr, String> {
 fn tcp(a: &str, p: &str, marker: &str) -> Result<String, String> {
     let sa = addr(a, p)?;
     let mut s = TcpStream::connect_timeout(&sa, Duration::from_secs(3)).map_err(os)?;
-    s.set_read_timeout(Some(Duration::from_secs(3))).map_err(os)?;
+    s.set_read_timeout(Some(Duration::from_secs(3)))
+        .map_err(os)?;
     s.write_all(format!("{marker}\n").as_bytes()).map_err(os)?;
     let mut buf = [0u8; 256];
     let n = s.read(&mut buf).map_err(os)?;
@@ -93,7 +94,8 @@ fn udp(a: &str, p: &str, marker: &str, connect: bool) -> Result<String, String> 
         "[::]:0".parse().unwrap()
     };
     let s = UdpSocket::bind(bind).map_err(os)?;
-    s.set_read_timeout(Some(Duration::from_secs(2))).map_err(os)?;
+    s.set_read_timeout(Some(Duration::from_secs(2)))
+        .map_err(os)?;
     if connect {
         s.connect(sa).map_err(os)?;
         s.send(marker.as_bytes()).map_err(os)?;
@@ -207,7 +209,12 @@ fn tfo(a: &str, p: &str, marker: &str) -> Result<String, String> {
         // Give the handshake a moment, then see whether it completed.
         std::thread::sleep(Duration::from_millis(500));
         let mut buf = [0u8; 64];
-        let r = libc::recv(fd, buf.as_mut_ptr() as *mut _, buf.len(), libc::MSG_DONTWAIT);
+        let r = libc::recv(
+            fd,
+            buf.as_mut_ptr() as *mut _,
+            buf.len(),
+            libc::MSG_DONTWAIT,
+        );
         if r < 0 {
             let e = std::io::Error::last_os_error();
             if e.raw_os_error() == Some(libc::EAGAIN) {
@@ -338,7 +345,10 @@ fn cgroup_move() -> Result<String, String> {
         }
         Err(e) => errs.push(format!("mkdir: {}", os(e))),
     }
-    for p in ["/sys/fs/cgroup/cgroup.procs", "/sys/fs/cgroup/unified/cgroup.procs"] {
+    for p in [
+        "/sys/fs/cgroup/cgroup.procs",
+        "/sys/fs/cgroup/unified/cgroup.procs",
+    ] {
         match std::fs::write(p, &pid) {
             Ok(()) => return Ok(format!("wrote own pid to {p}")),
             Err(e) => errs.push(format!("{p}: {}", os(e))),

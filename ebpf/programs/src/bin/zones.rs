@@ -114,7 +114,14 @@ fn policy_of(cgroup: u64) -> Option<u32> {
 /// Reports a denial, at most [`EVENTS_PER_SEC`] per cgroup per second; the rest are counted and
 /// the count travels with the next event that gets through.
 #[inline(always)]
-fn report(hook: Hook, cgroup: u64, policy: Option<u32>, reason: DenyReason, ev: Remote, task: bool) {
+fn report(
+    hook: Hook,
+    cgroup: u64,
+    policy: Option<u32>,
+    reason: DenyReason,
+    ev: Remote,
+    task: bool,
+) {
     count(hook, ZoneStat::Denied);
     // SAFETY: helper without pointer arguments.
     let now = unsafe { bpf_ktime_get_ns() };
