@@ -464,6 +464,38 @@ impl ZoneLab {
         Ok(lc)
     }
 
+    /// Starts a container exactly like [`ZoneLab::run`] but without this lab's label, so the
+    /// agent does not enforce zones on it (the baseline of the benchmark).
+    pub fn run_unenforced(&mut self, name: &str, profile: &str, cmd: &str) -> Result<LabContainer> {
+        let image = images::agent_image()?;
+        let probe = env!("ZONES_PROBE");
+        let full = format!("{}-{name}", self.id);
+        let mut args: Vec<String> = HARDENING.iter().map(|s| s.to_string()).collect();
+        args.extend(
+            [
+                "--label",
+                &format!("brainbox.io/profile={profile}"),
+                "--user",
+                "1000:1000",
+                "--tmpfs",
+                "/tmp:size=16m",
+                "--volume",
+                &format!("{probe}:{PROBE}:ro"),
+                &image,
+                "sh",
+                "-c",
+                cmd,
+            ]
+            .iter()
+            .map(|s| s.to_string()),
+        );
+        let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+        let c = Container::run(&full, &argv)?;
+        self.containers.push(c.id.clone());
+        let ip = docker(&["inspect", "-f", "{{.NetworkSettings.IPAddress}}", &c.id])?;
+        Ok(LabContainer { c, ip })
+    }
+
     /// A brainbox pod: a sidecar (proxy stand-in on the proxy port, admin on 9090) owning the
     /// netns, and an agent container joining it. Returns (sidecar, agent).
     pub fn pod(&mut self, name: &str) -> Result<(LabContainer, LabContainer)> {

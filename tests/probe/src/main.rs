@@ -29,6 +29,9 @@ fn main() {
         ["unshare-net", addr, port, marker] => unshare_net(addr, port, marker),
         ["setns", path] => setns(path),
         ["cgroup-move"] => cgroup_move(),
+        ["serve", port] => serve(port),
+        ["bench-connect", addr, port, secs] => bench_connect(addr, port, secs),
+        ["bench-bulk", addr, port, secs] => bench_bulk(addr, port, secs),
         _ => Err("usage: zones-probe tcp|udp-sendto|udp-connect|sendmmsg|tfo ADDR PORT MARKER | icmp-dgram ADDR MARKER | raw icmp|ip | packet | bindtodevice DEV ADDR PORT MARKER | unshare-net ADDR PORT MARKER | setns PATH | cgroup-move".to_string()),
     };
     match r {
@@ -355,4 +358,72 @@ fn cgroup_move() -> Result<String, String> {
         }
     }
     Err(errs.join("; "))
+}
+
+/// A sink server for benchmarks: accepts forever, reads each connection to EOF.
+fn serve(p: &str) -> Result<String, String> {
+    let port: u16 = p.parse().map_err(|_| "EINVAL bad port".to_string())?;
+    let l = std::net::TcpListener::bind(("0.0.0.0", port)).map_err(os)?;
+    for s in l.incoming() {
+        let Ok(mut s) = s else { continue };
+        std::thread::spawn(move || {
+            let mut buf = vec![0u8; 256 * 1024];
+            while let Ok(n) = s.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+            }
+        });
+    }
+    Ok("served".into())
+}
+
+fn secs(s: &str) -> Result<Duration, String> {
+    s.parse::<f64>()
+        .map(Duration::from_secs_f64)
+        .map_err(|_| "EINVAL bad duration".to_string())
+}
+
+/// Connections per second (connect, then close with RST so no TIME_WAIT piles up).
+fn bench_connect(a: &str, p: &str, d: &str) -> Result<String, String> {
+    let sa = addr(a, p)?;
+    let d = secs(d)?;
+    let start = std::time::Instant::now();
+    let mut n = 0u64;
+    while start.elapsed() < d {
+        let s = TcpStream::connect(sa).map_err(os)?;
+        let linger = libc::linger {
+            l_onoff: 1,
+            l_linger: 0,
+        };
+        use std::os::fd::AsRawFd;
+        // SAFETY: setsockopt on a socket we own with a correctly sized value.
+        unsafe {
+            libc::setsockopt(
+                s.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_LINGER,
+                &linger as *const _ as *const _,
+                std::mem::size_of::<libc::linger>() as u32,
+            );
+        }
+        drop(s);
+        n += 1;
+    }
+    Ok(format!("{:.1} conns/s", n as f64 / start.elapsed().as_secs_f64()))
+}
+
+/// Bytes per second over one connection.
+fn bench_bulk(a: &str, p: &str, d: &str) -> Result<String, String> {
+    let sa = addr(a, p)?;
+    let d = secs(d)?;
+    let mut s = TcpStream::connect(sa).map_err(os)?;
+    let buf = vec![0x5au8; 128 * 1024];
+    let start = std::time::Instant::now();
+    let mut bytes = 0u64;
+    while start.elapsed() < d {
+        s.write_all(&buf).map_err(os)?;
+        bytes += buf.len() as u64;
+    }
+    Ok(format!("{:.1} bytes/s", bytes as f64 / start.elapsed().as_secs_f64()))
 }
