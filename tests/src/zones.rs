@@ -323,6 +323,8 @@ pub struct ZoneLab {
     /// Profiles folder (a copy of the repo's `profiles/`).
     pub profiles: tempfile::TempDir,
     containers: Vec<String>,
+    /// For each container started with [`ZoneLab::run`]: container start → programs attached.
+    pub attach_delays: Vec<Duration>,
 }
 
 /// Label key carrying the lab id.
@@ -346,6 +348,7 @@ impl ZoneLab {
             pin_dir,
             profiles,
             containers: Vec::new(),
+            attach_delays: Vec::new(),
         };
         lab.start_agent()?;
         Ok(lab)
@@ -442,10 +445,19 @@ impl ZoneLab {
         let c = Container::run(&full, &argv)?;
         self.containers.push(c.id.clone());
         let id = c.id.clone();
-        self.agent().wait_log(
+        let line = self.agent().wait_log(
             |l| l["message"] == "zones enforcing container" && l["container_id"] == id.as_str(),
             Duration::from_secs(30),
         )?;
+        // How long the container ran unconfined: from its start to the agent's attach.
+        let started = docker(&["inspect", "-f", "{{.State.StartedAt}}", &c.id])?;
+        if let (Ok(s), Some(Ok(e))) = (
+            humantime::parse_rfc3339(&started),
+            line["timestamp"].as_str().map(humantime::parse_rfc3339),
+        ) {
+            self.attach_delays
+                .push(e.duration_since(s).unwrap_or_default());
+        }
         let lc = LabContainer {
             ip: match join {
                 Some(j) => j.ip.clone(),

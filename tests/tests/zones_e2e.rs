@@ -24,6 +24,10 @@ fn lab_allowed_flows_pass_and_everything_else_is_denied_and_reported() {
         .service("identity", "control-plane", 8443, "identity")
         .unwrap();
 
+    println!(
+        "container start -> zone programs attached: {:?}",
+        lab.attach_delays
+    );
     let proxy = PROXY_PORT.to_string();
     let allowed: Vec<(&str, &brainbox_lab::zones::LabContainer, Vec<&str>)> = vec![
         (
@@ -392,6 +396,19 @@ fn bypass_attempts_from_an_untrusted_agent_container_all_fail() {
             "control: an unwatched container could not reach the outside host: {}",
             String::from_utf8_lossy(&o.stderr)
         ));
+    }
+    // The host is not confined either.
+    match std::net::TcpStream::connect_timeout(
+        &format!("{OUTSIDE}:22").parse().unwrap(),
+        std::time::Duration::from_secs(3),
+    ) {
+        Ok(mut s) => {
+            use std::io::Write;
+            let _ = s.write_all(b"host-control\n");
+        }
+        Err(e) => failures.push(format!(
+            "control: the host could not reach the outside host: {e}"
+        )),
     }
     let (ok, out) = a_agent.probe(&["tcp", "127.0.0.1", &proxy, "bp-allowed"]);
     if !ok {

@@ -118,6 +118,7 @@ impl Kernel {
         for sub in ["maps", "progs", "links"] {
             std::fs::create_dir_all(dir.join(sub)).map_err(|e| pin_err(&dir.join(sub), e))?;
         }
+        check_pinned_layouts(&dir.join("maps"))?;
         let mut bpf = EbpfLoader::new()
             .default_map_pin_directory(dir.join("maps"))
             .load(ZONES_OBJECT)
@@ -361,6 +362,42 @@ impl Kernel {
     pub fn cgroup_table(&self) -> BTreeMap<u64, u32> {
         self.cgroups.iter().filter_map(Result::ok).collect()
     }
+}
+
+/// Pinned maps are reused as they are; one left by an agent with a different layout would be
+/// read wrongly by these programs, so it is refused with instructions instead.
+fn check_pinned_layouts(maps: &Path) -> Result<(), KernelError> {
+    use brainbox_ebpf_common::zones::RateState;
+    let expected: [(&str, u32, u32); 4] = [
+        (ZONE_CGROUPS_MAP, 8, 4),
+        (
+            ZONE_POLICY_MAP,
+            4 + std::mem::size_of::<PolicyAddr>() as u32,
+            std::mem::size_of::<PolicyValue>() as u32,
+        ),
+        (ZONE_STATS_MAP, 4, 8),
+        (ZONE_RATE_MAP, 8, std::mem::size_of::<RateState>() as u32),
+    ];
+    for (name, key, value) in expected {
+        let path = maps.join(name);
+        if !path.exists() {
+            continue;
+        }
+        let info = aya::maps::MapInfo::from_pin(&path).map_err(|e| pin_err(&path, e))?;
+        if info.key_size() != key || info.value_size() != value {
+            return Err(KernelError::Pin {
+                path,
+                reason: format!(
+                    "pinned by an agent with another map layout (key {} value {}, this agent needs key {key} value {value}); \
+                     remove {} and restart the brainboxes on this node",
+                    info.key_size(),
+                    info.value_size(),
+                    maps.parent().unwrap_or(maps).display()
+                ),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// An error with its sources, `a: b: c` (aya's errors keep the errno in the source).

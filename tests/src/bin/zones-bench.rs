@@ -41,7 +41,11 @@ fn main() -> Result<()> {
         "/probe/zones-probe serve 8080",
     )?;
     let (cli_e, _agent) = lab.pod("bench-cli")?;
-    let srv_u = lab.run_unenforced("bench-srv-u", "orchestrator", "/probe/zones-probe serve 8080")?;
+    let srv_u = lab.run_unenforced(
+        "bench-srv-u",
+        "orchestrator",
+        "/probe/zones-probe serve 8080",
+    )?;
     let cli_u = lab.run_unenforced("bench-cli-u", "default", "sleep 86400")?;
     std::thread::sleep(std::time::Duration::from_millis(500));
     // Warm up both paths once.
@@ -51,7 +55,11 @@ fn main() -> Result<()> {
     let (mut ce, mut cu, mut be, mut bu) = (vec![], vec![], vec![], vec![]);
     for r in 0..rounds {
         // Alternate which side goes first so drift on a shared machine hits both alike.
-        let order: [bool; 2] = if r % 2 == 0 { [true, false] } else { [false, true] };
+        let order: [bool; 2] = if r % 2 == 0 {
+            [true, false]
+        } else {
+            [false, true]
+        };
         for enforced in order {
             let (cli, srv, c, b) = if enforced {
                 (&cli_e, &srv_e, &mut ce, &mut be)
@@ -80,7 +88,9 @@ fn main() -> Result<()> {
         let addr = lab.agent().metrics_addr()?;
         let body = brainbox_lab::agent::http_get(&addr, "/metrics")?;
         body.lines()
-            .filter(|l| l.starts_with("brainbox_zones_decisions_total") && l.contains("\"allowed\""))
+            .filter(|l| {
+                l.starts_with("brainbox_zones_decisions_total") && l.contains("\"allowed\"")
+            })
             .map(str::to_owned)
             .collect::<Vec<_>>()
     };
