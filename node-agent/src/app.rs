@@ -50,16 +50,27 @@ pub async fn run(cfg: AgentConfig) -> Result<(), RunError> {
     tracing::info!(programs = 4, "eBPF sensor loaded and attached");
     let watch = sensor.watch_list();
 
-    let zones = if cfg.zones.enabled {
-        let (z, ring) = Zones::start(ZonesSettings {
+    let started = if cfg.zones.enabled {
+        match Zones::start(ZonesSettings {
             pin_dir: cfg.zones.pin_dir.clone(),
             profiles_dir: cfg.profiles_dir.clone(),
             only_label: cfg.zones.only_label(),
-        })
-        .map_err(|e| match e {
-            zones::ZonesError::Policy(m) => RunError::Config(format!("zones: {m}")),
-            e => RunError::Unavailable(e.to_string()),
-        })?;
+        }) {
+            Ok(v) => Some(v),
+            // The other agent's pinned programs keep enforcing; this one must not fight it.
+            Err(e @ zones::ZonesError::Busy { .. }) => {
+                tracing::error!(error = %e, "zones not started in this agent");
+                None
+            }
+            Err(zones::ZonesError::Policy(m)) => {
+                return Err(RunError::Config(format!("zones: {m}")))
+            }
+            Err(e) => return Err(RunError::Unavailable(e.to_string())),
+        }
+    } else {
+        None
+    };
+    let zones = if let Some((z, ring)) = started {
         registry
             .sub_registry_with_prefix("brainbox")
             .register_collector(Box::new(z.collector()));

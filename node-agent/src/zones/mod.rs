@@ -39,6 +39,11 @@ pub enum ZonesError {
     /// The kernel side failed.
     #[error(transparent)]
     Kernel(#[from] kernel::KernelError),
+    /// Another agent manages zones with the same pin directory.
+    #[error(
+        "another node agent manages zones in {pin_dir} (lock {lock}); one agent per pin directory"
+    )]
+    Busy { pin_dir: PathBuf, lock: PathBuf },
 }
 
 /// Settings the agent's configuration gives the zones subsystem.
@@ -53,6 +58,9 @@ pub struct ZonesSettings {
 }
 
 struct State {
+    // Held for the agent's lifetime: two agents rewriting one set of maps would delete each
+    // other's policy. The kernel releases it when the process dies, however it dies.
+    _lock: nix::fcntl::Flock<std::fs::File>,
     kernel: Kernel,
     policy: ZonePolicy,
     profiles: ProfileSet,
@@ -85,10 +93,12 @@ impl Zones {
         settings: ZonesSettings,
     ) -> Result<(Zones, aya::maps::RingBuf<aya::maps::MapData>), ZonesError> {
         let (policy, profiles) = load_policy(&settings.profiles_dir)?;
+        let lock = lock_pin_dir(&settings.pin_dir)?;
         let (kernel, ring) = Kernel::load(&settings.pin_dir)?;
         Ok((
             Zones {
                 state: Arc::new(Mutex::new(State {
+                    _lock: lock,
                     kernel,
                     policy,
                     profiles,
@@ -191,6 +201,35 @@ impl Zones {
             Some((k, v)) => labels.get(k) == Some(v),
         }
     }
+}
+
+/// Takes the per-pin-directory lock (bpffs holds no regular files, so it lives in /run).
+fn lock_pin_dir(pin_dir: &Path) -> Result<nix::fcntl::Flock<std::fs::File>, ZonesError> {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in pin_dir.as_os_str().as_encoded_bytes() {
+        h = (h ^ *b as u64).wrapping_mul(0x0100_0000_01b3);
+    }
+    let dir = Path::new("/run/brainbox");
+    let lock = dir.join(format!("zones-{h:016x}.lock"));
+    let busy = || ZonesError::Busy {
+        pin_dir: pin_dir.to_owned(),
+        lock: lock.clone(),
+    };
+    let file = std::fs::create_dir_all(dir)
+        .and_then(|_| {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&lock)
+        })
+        .map_err(|e| {
+            ZonesError::Kernel(kernel::KernelError::Pin {
+                path: lock.clone(),
+                reason: e.to_string(),
+            })
+        })?;
+    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock).map_err(|_| busy())
 }
 
 fn load_policy(dir: &Path) -> Result<(ZonePolicy, ProfileSet), ZonesError> {
@@ -410,4 +449,22 @@ pub async fn run_reports(
     tx: tokio::sync::mpsc::Sender<serde_json::Value>,
 ) -> std::io::Result<()> {
     report::run(zones, ring, table, node, tx).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_agent_per_pin_directory() {
+        let dir = PathBuf::from(format!(
+            "/sys/fs/bpf/brainbox-lock-test-{}",
+            std::process::id()
+        ));
+        let first = lock_pin_dir(&dir).expect("first lock (needs a writable /run)");
+        let e = lock_pin_dir(&dir).err().expect("second lock must fail");
+        assert!(matches!(e, ZonesError::Busy { .. }), "{e}");
+        drop(first);
+        lock_pin_dir(&dir).expect("free again once the holder is gone");
+    }
 }
