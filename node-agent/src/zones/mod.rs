@@ -462,7 +462,7 @@ mod tests {
             std::process::id()
         ));
         let first = lock_pin_dir(&dir).expect("first lock (needs a writable /run)");
-        let e = lock_pin_dir(&dir).err().expect("second lock must fail");
+        let e = lock_pin_dir(&dir).expect_err("second lock must fail");
         assert!(matches!(e, ZonesError::Busy { .. }), "{e}");
         drop(first);
         lock_pin_dir(&dir).expect("free again once the holder is gone");
