@@ -84,6 +84,32 @@ fn main() -> Result<()> {
         median(&mut be.clone()),
         median(&mut bu.clone()),
     );
+    // Cost per program run, measured by the kernel (BPF_ENABLE_STATS, on only for this phase so
+    // the rounds above ran without its timing overhead).
+    let per_run = {
+        let _stats = aya::sys::enable_stats(aya::sys::Stats::RunTime)
+            .context("BPF_ENABLE_STATS")?;
+        run(&cli_e, &["bench-connect", &srv_e.ip, "8080", &secs])?;
+        run(&cli_e, &["bench-bulk", &srv_e.ip, "8080", &secs])?;
+        let mut m = serde_json::Map::new();
+        for hook in ["connect4", "sendmsg4", "egress", "ingress"] {
+            let path = lab.pin_dir.join("progs").join(hook);
+            let out = std::process::Command::new("bpftool")
+                .args(["-j", "prog", "show", "pinned"])
+                .arg(&path)
+                .output()?;
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+            let (ns, cnt) = (
+                v["run_time_ns"].as_f64().unwrap_or(0.0),
+                v["run_cnt"].as_f64().unwrap_or(0.0),
+            );
+            m.insert(
+                hook.into(),
+                json!({"runs": cnt, "avg_ns": if cnt > 0.0 { ns / cnt } else { 0.0 }}),
+            );
+        }
+        serde_json::Value::Object(m)
+    };
     let decisions = {
         let addr = lab.agent().metrics_addr()?;
         let body = brainbox_lab::agent::http_get(&addr, "/metrics")?;
@@ -108,6 +134,8 @@ fn main() -> Result<()> {
             "enforced": be, "unenforced": bu,
         },
         "goal_ratio": 0.97,
+        "program_cost_per_run": per_run,
+        "load_average": std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim(),
         "kernel_allowed_counters": decisions,
         "kernel": std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim(),
         "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
@@ -115,6 +143,7 @@ fn main() -> Result<()> {
     let out = brainbox_lab::workspace_root().join("bench/results/zones.json");
     std::fs::create_dir_all(out.parent().unwrap())?;
     std::fs::write(&out, serde_json::to_string_pretty(&result)? + "\n")?;
+    println!("cost per program run: {per_run}");
     println!(
         "connect/s: enforced {mce:.0}, unenforced {mcu:.0}, ratio {:.3}\nbulk MB/s: enforced {:.0}, unenforced {:.0}, ratio {:.3}\nwritten to {}",
         mce / mcu,
