@@ -135,6 +135,24 @@ fn lab_allowed_flows_pass_and_everything_else_is_denied_and_reported() {
             failures.push(format!("the outside host received {m}"));
         }
     }
+    // Inbound: zone members accept only their flows' peers. A container outside every zone
+    // (unwatched) and the host are dropped by the server's ingress hook, so they see a timeout.
+    let plain = brainbox_lab::pod::unwatched(&brainbox_lab::unique("zones-in")).unwrap();
+    let o = plain.exec(&["nc", "-w", "2", &orch.ip, "8080"]).unwrap();
+    if String::from_utf8_lossy(&o.stdout).contains("orch") {
+        failures.push("an unwatched container reached the orchestrator".into());
+    }
+    if let Ok(mut s) = std::net::TcpStream::connect_timeout(
+        &format!("{}:8080", orch.ip).parse().unwrap(),
+        std::time::Duration::from_secs(2),
+    ) {
+        use std::io::Read;
+        let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(2)));
+        let mut buf = [0u8; 16];
+        if matches!(s.read(&mut buf), Ok(n) if n > 0) {
+            failures.push("the host reached the orchestrator".into());
+        }
+    }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 
     // Every denial is reported with the container, destination and rule.
@@ -150,7 +168,12 @@ fn lab_allowed_flows_pass_and_everything_else_is_denied_and_reported() {
             e["container"]["id"] == a_side.c.id.as_str()
                 && e["destination"]["addr"] == b_side.ip.as_str()
         });
-        if let (Some(a), Some(p)) = (agent_denial, peer_denial) {
+        let ingress_denial = d.iter().find(|e| {
+            e["container"]["id"] == orch.c.id.as_str()
+                && e["hook"] == "ingress"
+                && e["local_port"] == 8080
+        });
+        if let (Some(a), Some(p), Some(_)) = (agent_denial, peer_denial, ingress_denial) {
             assert_eq!(a["hook"], "connect4", "{a}");
             assert_eq!(a["proto"], "tcp", "{a}");
             assert_eq!(a["policy"]["role"], "agent", "{a}");

@@ -87,8 +87,8 @@ fn main() -> Result<()> {
     // Cost per program run, measured by the kernel (BPF_ENABLE_STATS, on only for this phase so
     // the rounds above ran without its timing overhead).
     let per_run = {
-        let _stats = aya::sys::enable_stats(aya::sys::Stats::RunTime)
-            .context("BPF_ENABLE_STATS")?;
+        let _stats =
+            aya::sys::enable_stats(aya::sys::Stats::RunTime).context("BPF_ENABLE_STATS")?;
         run(&cli_e, &["bench-connect", &srv_e.ip, "8080", &secs])?;
         run(&cli_e, &["bench-bulk", &srv_e.ip, "8080", &secs])?;
         let mut m = serde_json::Map::new();
