@@ -26,13 +26,15 @@ trap cleanup EXIT
 "$BIN/brainbox-lab" down >/dev/null
 "$BIN/brainbox-lab" images >/dev/null
 
-step "Starting the node agent (eBPF sensor + Docker attribution)"
+step "Starting the node agent (eBPF sensor + Docker attribution + the upstream Falco rules)"
 BRAINBOX_EVENTS__OUTPUT="$DEMO/events.jsonl" BRAINBOX_METRICS__LISTEN=127.0.0.1:19464 \
 BRAINBOX_PROFILES_DIR="$ROOT/profiles" "$BIN/brainbox-node-agent" run 2>"$DEMO/agent.log" &
 AGENT_PID=$!
 for _ in $(seq 1 100); do grep -q '"agent ready"' "$DEMO/agent.log" 2>/dev/null && break; sleep 0.1; done
 grep -q '"agent ready"' "$DEMO/agent.log" || { cat "$DEMO/agent.log"; echo "agent did not start" >&2; exit 1; }
 echo "${G}agent ready${N}  (logs: $DEMO/agent.log, events: $DEMO/events.jsonl, metrics: http://127.0.0.1:19464/metrics)"
+grep '"rules loaded"' "$DEMO/agent.log" | sed -E 's/.*"rules":([0-9]+),"evaluable":([0-9]+),"macros":([0-9]+),"lists":([0-9]+).*/rules: \1 loaded, \2 evaluable, \3 macros, \4 lists (upstream Falco stable set + profiles\/rules)/'
+grep '"eBPF sensor loaded' "$DEMO/agent.log" | sed -E 's/.*"programs":([0-9]+).*/eBPF: \1 tracepoint programs attached/'
 
 step "Starting brainbox pod '$POD': a FROM-scratch sidecar and a BusyBox agent container sharing one network namespace"
 "$BIN/brainbox-lab" up "$POD" >/dev/null
@@ -47,18 +49,31 @@ run docker exec "$POD-agent" cat /etc/hostname
 run docker exec "$POD-agent" sh -c 'id; cat /proc/self/status | grep -E "^(CapEff|NoNewPrivs|Seccomp):"'
 run docker exec "$POD-agent" sh -c 'cat /etc/shadow || echo "(denied)"'
 
+step "The agent goes wrong: the attacks a compromised brainbox tries (each one caught by an unchanged upstream Falco rule)"
+run docker exec -u 0 "$POD-agent" cat /etc/shadow >/dev/null
+run docker exec "$POD-agent" grep -r aws_secret_access_key /tmp || true
+run docker exec "$POD-agent" ln -s /etc/shadow /tmp/.hidden-shadow
+run docker exec "$POD-agent" sh -c 'echo evil > /var/log/agent.log; : > /var/log/agent.log'
+run docker exec -t "$POD-agent" sh -c 'sleep 1'
+docker exec -d "$POD-agent" nc -l -p 15001
+sleep 0.3
+printf '%s$ %s%s\n' "$D" "docker exec $POD-agent nc 127.0.0.1 15001 -e /bin/sh   # a reverse shell" "$N"
+docker exec -d "$POD-agent" nc 127.0.0.1 15001 -e /bin/sh
+sleep 1.5
+
 step "An unwatched container (no brainbox.io/profile label) does the same: the kernel filters it out"
 docker run -d --rm --name demo-unwatched --label brainbox.io/lab brainbox-lab/busybox:$(docker images --format '{{.Tag}}' brainbox-lab/busybox | head -1) sleep 60 >/dev/null
 run docker exec demo-unwatched cat /etc/hostname
 docker rm -f demo-unwatched >/dev/null
 sleep 0.5
 
-step "What the node agent reported (brainboxctl events)"
+step "What the node agent reported: events and alerts (brainboxctl events)"
 run "$BIN/brainboxctl" events "$DEMO/events.jsonl"
-printf '\n%sOne event as JSON:%s\n' "$B" "$N"
+printf '\n%sOne event and one alert as JSON:%s\n' "$B" "$N"
 grep '"/etc/hostname"' "$DEMO/events.jsonl" | head -1
-printf '\n%sKernel counters (drops are exported, never hidden):%s\n' "$B" "$N"
-curl -s http://127.0.0.1:19464/metrics | grep -E '^brainbox_(sensor_kernel|watched)' || true
+grep '"type":"alert"' "$DEMO/events.jsonl" | grep 'Redirect STDOUT' | head -1
+printf '\n%sCounters (alerts by rule; kernel events and drops, which are exported, never hidden):%s\n' "$B" "$N"
+curl -s http://127.0.0.1:19464/metrics | grep -E '^brainbox_(sensor_kernel|watched|alerts)' | grep -v ' 0$' || true
 
 for seg in "$ROOT"/scripts/demo.d/*.sh; do
   [ -e "$seg" ] || continue

@@ -2,8 +2,11 @@
 
 use crate::{
     config::AgentConfig,
+    detect::Detector,
+    enrich,
     events::{self, Sink},
     metrics::AgentMetrics,
+    process::ProcessTable,
     runtime::{cgroup, docker, ContainerTable},
     sensor::Sensor,
     zones::{self, Zones, ZonesSettings},
@@ -42,12 +45,34 @@ pub async fn run(cfg: AgentConfig) -> Result<(), RunError> {
     let profiles = ProfileSet::load_dir(&cfg.profiles_dir)
         .map_err(|e| RunError::Config(format!("profiles: {e}")))?;
     let node = cfg.node();
+    let detector = if cfg.rules.enabled {
+        let d = Detector::load(&cfg.rules.files)
+            .map_err(|e| RunError::Config(format!("rules: {e}")))?;
+        let r = d.rules();
+        tracing::info!(
+            rules = r.rules.len(),
+            evaluable = d.evaluable(),
+            macros = r.macros,
+            lists = r.lists,
+            warnings = r.warnings.len(),
+            files = ?cfg.rules.files,
+            "rules loaded"
+        );
+        Some(d)
+    } else {
+        None
+    };
     let metrics = Arc::new(AgentMetrics::default());
     let sensor = Sensor::load(cfg.sensor.ring_buffer_bytes)
         .map_err(|e| RunError::Unavailable(e.to_string()))?;
     let mut registry = Registry::default();
     metrics.register(&mut registry, sensor.kernel_stats());
-    tracing::info!(programs = 4, "eBPF sensor loaded and attached");
+    let attached = sensor.attached();
+    tracing::info!(
+        programs = attached.programs,
+        missing = ?attached.missing,
+        "eBPF sensor loaded and attached"
+    );
     let watch = sensor.watch_list();
 
     let started = if cfg.zones.enabled {
@@ -152,26 +177,53 @@ pub async fn run(cfg: AgentConfig) -> Result<(), RunError> {
 
     let mut sink = Sink::open(&cfg.events.output)
         .map_err(|e| RunError::Config(format!("events.output `{}`: {e}", cfg.events.output)))?;
+    let mut procs = ProcessTable::default();
+    let mut last_expiry = std::time::Instant::now();
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|e| RunError::Runtime(e.to_string()))?;
     loop {
         tokio::select! {
             ev = rx.recv() => {
                 let Some(ev) = ev else { break };
-                let container = table.get(ev.header().cgroup_id);
-                if container.is_none() {
+                let Some(ev) = enrich::enrich(&ev, &mut procs, &table) else { continue };
+                if last_expiry.elapsed() > Duration::from_secs(1) {
+                    procs.expire(std::time::Instant::now());
+                    metrics.processes.set(procs.len() as i64);
+                    last_expiry = std::time::Instant::now();
+                }
+                if ev.container.is_none() {
                     metrics.unattributed.inc();
                     if !cfg.events.include_unattributed {
                         continue;
                     }
                 }
-                let out = events::build(&ev, &node, container.as_ref());
-                if let Err(e) = sink.write(&out) {
-                    return Err(RunError::Runtime(format!("writing events: {e}")));
+                if ev.is_exec() || cfg.events.syscalls {
+                    let out = events::build(&ev, &node);
+                    if let Err(e) = sink.write(&out) {
+                        return Err(RunError::Runtime(format!("writing events: {e}")));
+                    }
+                }
+                if let Some(d) = &detector {
+                    for alert in d.evaluate(&ev, &node, &|s: &str| s.to_owned()) {
+                        metrics.alerts.get_or_create(&crate::metrics::RuleLabel {
+                            rule: alert.rule.clone(),
+                            priority: alert.priority.clone(),
+                        }).inc();
+                        tracing::warn!(
+                            rule = %alert.rule,
+                            priority = %alert.priority,
+                            container = alert.container.as_ref().map(|c| c.name.as_str()).unwrap_or("host"),
+                            output = %alert.output,
+                            "alert"
+                        );
+                        if let Err(e) = sink.write(&alert) {
+                            return Err(RunError::Runtime(format!("writing alerts: {e}")));
+                        }
+                    }
                 }
             }
             Some(ev) = zone_rx.recv() => {
-                if let Err(e) = sink.write_json(&ev) {
+                if let Err(e) = sink.write(&ev) {
                     return Err(RunError::Runtime(format!("writing events: {e}")));
                 }
             }

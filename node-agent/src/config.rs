@@ -28,6 +28,8 @@ pub struct AgentConfig {
     pub events: EventsConfig,
     /// `[zones]`: network zone enforcement.
     pub zones: ZonesConfig,
+    /// `[rules]`: detection rules.
+    pub rules: RulesConfig,
 }
 
 /// Network zone enforcement settings.
@@ -65,6 +67,28 @@ impl ZonesConfig {
     }
 }
 
+/// Detection rule settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RulesConfig {
+    /// Evaluate rules (default true).
+    pub enabled: bool,
+    /// Falco rule files, loaded in order: upstream first, then overrides.
+    pub files: Vec<PathBuf>,
+}
+
+impl Default for RulesConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            files: vec![
+                PathBuf::from("rules/falco/falco_rules.yaml"),
+                PathBuf::from("profiles/rules/brainbox-overrides.yaml"),
+            ],
+        }
+    }
+}
+
 /// eBPF sensor settings.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -93,6 +117,8 @@ pub struct EventsConfig {
     pub output: String,
     /// Also report events of containers that disappeared before they could be identified.
     pub include_unattributed: bool,
+    /// Write every watched syscall as an event, not only execs (verbose; for forensics and tests).
+    pub syscalls: bool,
 }
 
 impl Default for AgentConfig {
@@ -106,6 +132,7 @@ impl Default for AgentConfig {
             docker: DockerConfig::default(),
             events: EventsConfig::default(),
             zones: ZonesConfig::default(),
+            rules: RulesConfig::default(),
         }
     }
 }
@@ -133,6 +160,7 @@ impl Default for EventsConfig {
         Self {
             output: "-".into(),
             include_unattributed: false,
+            syscalls: false,
         }
     }
 }
@@ -164,6 +192,12 @@ impl Validate for AgentConfig {
             return Err(ConfigError::invalid(
                 "zones.pin_dir",
                 "must be under /sys/fs/bpf (bpffs)",
+            ));
+        }
+        if self.rules.enabled && self.rules.files.is_empty() {
+            return Err(ConfigError::invalid(
+                "rules.files",
+                "empty; list rule files or set rules.enabled = false",
             ));
         }
         if self.events.output.is_empty() {

@@ -7,8 +7,11 @@
 
 pub mod app;
 pub mod config;
+pub mod detect;
+pub mod enrich;
 pub mod events;
 pub mod metrics;
+pub mod process;
 pub mod runtime;
 pub mod sensor;
 pub mod zones;

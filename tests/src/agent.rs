@@ -36,6 +36,7 @@ impl Agent {
                 "BRAINBOX_PROFILES_DIR",
                 crate::workspace_root().join("profiles"),
             )
+            .env("BRAINBOX_RULES__FILES", default_rule_files(&[]))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log);
@@ -144,6 +145,27 @@ impl Drop for Agent {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The `rules.files` value (a TOML array) for the vendored upstream rules, our overrides, and
+/// `extra` files after them.
+pub fn default_rule_files(extra: &[&Path]) -> String {
+    let root = crate::workspace_root();
+    let mut files = vec![
+        root.join("rules/falco/falco_rules.yaml"),
+        root.join("profiles/rules/brainbox-overrides.yaml"),
+    ];
+    files.extend(extra.iter().map(|p| p.to_path_buf()));
+    let quoted: Vec<String> = files
+        .iter()
+        .map(|p| format!("{:?}", p.display().to_string()))
+        .collect();
+    format!("[{}]", quoted.join(","))
+}
+
+/// Alerts reported so far (lines with `"type":"alert"`).
+pub fn alerts_of(events: &[Value]) -> Vec<&Value> {
+    events.iter().filter(|e| e["type"] == "alert").collect()
 }
 
 /// Reads a JSON-lines file; lines that are not (yet) complete JSON are skipped.

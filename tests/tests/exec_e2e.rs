@@ -50,7 +50,9 @@ fn exec_in_watched_container_is_reported_with_container_argv_and_uid() {
             .starts_with("sha256:"),
         "{ev}"
     );
-    assert_eq!(ev["process"]["exe"], "/bin/cat", "{ev}");
+    assert_eq!(ev["process"]["exepath"], "/bin/cat", "{ev}");
+    assert_eq!(ev["process"]["name"], "cat", "{ev}");
+    assert_eq!(ev["evt_type"], "execve", "{ev}");
     assert!(ev["process"]["pid"].as_u64().unwrap() > 1, "{ev}");
     assert!(ev["time"].as_str().unwrap().ends_with('Z'), "{ev}");
 }
