@@ -511,14 +511,26 @@ impl ZoneLab {
     /// A brainbox pod: a sidecar (proxy stand-in on the proxy port, admin on 9090) owning the
     /// netns, and an agent container joining it. Returns (sidecar, agent).
     pub fn pod(&mut self, name: &str) -> Result<(LabContainer, LabContainer)> {
+        self.pod_with(
+            name,
+            &format!(
+                "nc -ll -p {PROXY_PORT} -e echo proxy & nc -ll -p 9090 -e echo admin & nc -ll -p 9999 -e echo other & wait"
+            ),
+        )
+    }
+
+    /// A brainbox pod whose sidecar runs `sidecar_cmd`.
+    pub fn pod_with(
+        &mut self,
+        name: &str,
+        sidecar_cmd: &str,
+    ) -> Result<(LabContainer, LabContainer)> {
         let side = self.run(
             &format!("{name}-sidecar"),
             "default",
             Some((name, "sidecar")),
             None,
-            &format!(
-                "nc -ll -p {PROXY_PORT} -e echo proxy & nc -ll -p 9090 -e echo admin & nc -ll -p 9999 -e echo other & wait"
-            ),
+            sidecar_cmd,
         )?;
         let agent = self.run(
             &format!("{name}-agent"),

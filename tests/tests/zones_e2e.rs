@@ -153,6 +153,34 @@ fn lab_allowed_flows_pass_and_everything_else_is_denied_and_reported() {
             failures.push("the host reached the orchestrator".into());
         }
     }
+    // An agent container may talk to itself on the proxy port (nobody else can reach it there).
+    let (c_side, c_agent) = lab.pod_with("c", "nc -ll -p 9090 -e echo admin").unwrap();
+    brainbox_lab::docker::docker(&[
+        "exec",
+        "-d",
+        &c_agent.c.id,
+        "nc",
+        "-ll",
+        "-p",
+        &proxy,
+        "-e",
+        "echo",
+        "self",
+    ])
+    .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let (ok, out) = c_agent.probe(&["tcp", "127.0.0.1", &proxy, "m-self"]);
+    if !ok || !out.contains("self") {
+        failures.push(format!(
+            "agent could not talk to itself on the proxy port: {out}"
+        ));
+    }
+    let (ok, out) = c_side.probe(&["tcp", "127.0.0.1", &proxy, "m-side-to-agent"]);
+    if ok || !out.contains("EPERM") {
+        failures.push(format!(
+            "sidecar -> agent container's listener must be denied: {out}"
+        ));
+    }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 
     // Every denial is reported with the container, destination and rule.

@@ -241,6 +241,16 @@ pub fn compile(
                 &proxy,
                 0,
             );
+            // A process of the agent container listening on the proxy port itself (before the
+            // sidecar binds it) can only ever be reached by its own container: nobody else's
+            // policy allows the pod's loopback. Accepting that keeps "talk to yourself" working
+            // without opening anything.
+            add(
+                &mut ingress,
+                (v4(Ipv4Addr::new(127, 0, 0, 0)), 96 + 8),
+                &proxy,
+                0,
+            );
         } else {
             if m.role == Role::Sidecar {
                 // The agent container's connections to the proxy arrive from the pod's loopback.
@@ -471,8 +481,15 @@ mod tests {
         for a in ["198.18.0.1", "172.17.0.4", "::1", "127.0.0.2", "0.0.0.0"] {
             assert!(lookup(&c, id, a.parse().unwrap()).is_none(), "{a}");
         }
-        // Nothing inbound.
-        assert!(lookup(&c, id | INBOUND, "127.0.0.1".parse().unwrap()).is_none());
+        // Nothing inbound but its own loopback on the proxy port.
+        let inb = lookup(&c, id | INBOUND, "127.0.0.1".parse().unwrap()).unwrap();
+        assert!(inb.allows(Proto::TCP, 15001) && !inb.allows(Proto::TCP, 22));
+        for a in ["172.17.0.2", "172.17.0.4", "::1"] {
+            assert!(
+                lookup(&c, id | INBOUND, a.parse().unwrap()).is_none(),
+                "{a}"
+            );
+        }
     }
 
     #[test]
