@@ -223,6 +223,14 @@ pub async fn run(cfg: AgentConfig) -> Result<(), RunError> {
                 }
             }
             Some(ev) = zone_rx.recv() => {
+                // Denials are alerts: logged like the rule engine's, written to the same output.
+                tracing::warn!(
+                    container = ev["container"]["name"].as_str().unwrap_or("unknown"),
+                    hook = ev["hook"].as_str().unwrap_or(""),
+                    destination = %ev["destination"],
+                    rule = ev["rule"].as_str().unwrap_or(""),
+                    "network flow denied"
+                );
                 if let Err(e) = sink.write(&ev) {
                     return Err(RunError::Runtime(format!("writing events: {e}")));
                 }
