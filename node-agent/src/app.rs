@@ -7,6 +7,7 @@ use crate::{
     events::{self, Sink},
     metrics::AgentMetrics,
     process::ProcessTable,
+    response::{RecentEvents, Responder, ResponseReport},
     runtime::{cgroup, docker, ContainerTable},
     sensor::Sensor,
     zones::{self, Zones, ZonesSettings},
@@ -129,13 +130,29 @@ pub async fn run(cfg: AgentConfig) -> Result<(), RunError> {
         tracing::info!(listen = %bound, "metrics endpoint up");
     }
 
+    let profiles = Arc::new(profiles);
+    let responder = if cfg.response.enabled {
+        let r = Responder::open(docker.clone(), cfg.response.clone(), node.clone())
+            .map_err(|e| RunError::Unavailable(e.to_string()))?;
+        tracing::info!(
+            audit_log = %cfg.response.audit_log.display(),
+            evidence_dir = %cfg.response.evidence_dir.display(),
+            "response ready"
+        );
+        Some(Arc::new(r))
+    } else {
+        None
+    };
+    let (resp_tx, mut resp_rx) = tokio::sync::mpsc::channel::<ResponseReport>(64);
+    let mut recent: RecentEvents<crate::enrich::Enriched> = RecentEvents::default();
+
     let table = ContainerTable::default();
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
     let watcher = docker::DockerWatcher {
         docker,
         table: table.clone(),
         watch,
-        profiles: Arc::new(profiles),
+        profiles: profiles.clone(),
         cgroup2,
         metrics: metrics.clone(),
         observers: zones
@@ -188,8 +205,12 @@ pub async fn run(cfg: AgentConfig) -> Result<(), RunError> {
                 let Some(ev) = enrich::enrich(&ev, &mut procs, &table) else { continue };
                 if last_expiry.elapsed() > Duration::from_secs(1) {
                     procs.expire(std::time::Instant::now());
+                    recent.retain(|cg| table.get(cg).is_some());
                     metrics.processes.set(procs.len() as i64);
                     last_expiry = std::time::Instant::now();
+                }
+                if let (Some(_), Some(c)) = (&responder, &ev.container) {
+                    recent.push(c.cgroup_id, ev.clone(), cfg.response.recent_events);
                 }
                 if ev.container.is_none() {
                     metrics.unattributed.inc();
@@ -219,6 +240,22 @@ pub async fn run(cfg: AgentConfig) -> Result<(), RunError> {
                         if let Err(e) = sink.write(&alert) {
                             return Err(RunError::Runtime(format!("writing alerts: {e}")));
                         }
+                        respond(&alert, ev.container.as_ref(), &profiles, responder.as_ref(), &recent, &node, &resp_tx);
+                    }
+                }
+            }
+            report = resp_rx.recv() => {
+                if let Some(report) = report {
+                    tracing::warn!(
+                        alert_id = %report.alert_id,
+                        action = %report.action,
+                        container_id = %report.container_id,
+                        evidence_id = report.evidence_id.as_deref().unwrap_or(""),
+                        new_container_id = report.new_container_id.as_deref().unwrap_or(""),
+                        "response finished"
+                    );
+                    if let Err(e) = sink.write(&report) {
+                        return Err(RunError::Runtime(format!("writing responses: {e}")));
                     }
                 }
             }
@@ -247,6 +284,46 @@ pub async fn run(cfg: AgentConfig) -> Result<(), RunError> {
     }
     tracing::info!("shutting down");
     Ok(())
+}
+
+/// Starts the profile's response to `alert`, if it has one and the rate limit allows it.
+fn respond(
+    alert: &crate::detect::Alert,
+    container: Option<&Arc<crate::runtime::ContainerInfo>>,
+    profiles: &ProfileSet,
+    responder: Option<&Arc<Responder>>,
+    recent: &RecentEvents<crate::enrich::Enriched>,
+    node: &str,
+    done: &tokio::sync::mpsc::Sender<ResponseReport>,
+) {
+    let (Some(responder), Some(c)) = (responder, container) else {
+        return;
+    };
+    let Some(profile) = profiles.get(&c.profile) else {
+        return;
+    };
+    let Some(rule) = profile.response_for(&alert.rule, &alert.tags, &alert.priority) else {
+        return;
+    };
+    if matches!(rule.action, brainbox_profile::Action::Alert) {
+        return;
+    }
+    if !responder.admit(&c.id, &rule.name, rule.rate_limit) {
+        tracing::warn!(container_id = %c.id, response = %rule.name, "response rate-limited; alert only");
+        return;
+    }
+    tracing::warn!(container_id = %c.id, response = %rule.name, action = ?rule.action, "response starting");
+    let recent: Vec<serde_json::Value> = recent
+        .get(c.cgroup_id)
+        .iter()
+        .filter_map(|e| serde_json::to_value(events::build(e, node)).ok())
+        .collect();
+    let (responder, alert, c, done) = (responder.clone(), alert.clone(), c.clone(), done.clone());
+    let (action, name) = (rule.action, rule.name.clone());
+    tokio::spawn(async move {
+        let report = responder.run(action, name, &alert, c, recent).await;
+        let _ = done.send(report).await;
+    });
 }
 
 fn describe<E: std::fmt::Display>(r: Result<Result<(), E>, tokio::task::JoinError>) -> String {

@@ -30,6 +30,8 @@ pub struct AgentConfig {
     pub zones: ZonesConfig,
     /// `[rules]`: detection rules.
     pub rules: RulesConfig,
+    /// `[response]`: freeze, capture, seal, recycle.
+    pub response: crate::response::ResponseConfig,
 }
 
 /// Network zone enforcement settings.
@@ -133,6 +135,7 @@ impl Default for AgentConfig {
             events: EventsConfig::default(),
             zones: ZonesConfig::default(),
             rules: RulesConfig::default(),
+            response: crate::response::ResponseConfig::default(),
         }
     }
 }

@@ -238,7 +238,7 @@ impl Event for View<'_> {
             Field::ProcSid => Some(Value::Int(p.sid as i64)),
             Field::ProcVpgid => Some(Value::Int(p.pgid as i64)),
             Field::ProcName => {
-                (!p.name.is_empty()).then(|| Value::Str(Cow::Borrowed(p.name.as_str())))
+                (!p.name.is_empty()).then_some(Value::Str(Cow::Borrowed(p.name.as_str())))
             }
             Field::ProcExe => s(&p.exe),
             Field::ProcExepath => s(&p.exepath),

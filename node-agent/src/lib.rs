@@ -12,6 +12,7 @@ pub mod enrich;
 pub mod events;
 pub mod metrics;
 pub mod process;
+pub mod response;
 pub mod runtime;
 pub mod sensor;
 pub mod zones;

@@ -37,6 +37,11 @@ impl Agent {
                 crate::workspace_root().join("profiles"),
             )
             .env("BRAINBOX_RULES__FILES", default_rule_files(&[]))
+            .env(
+                "BRAINBOX_RESPONSE__EVIDENCE_DIR",
+                dir.path().join("evidence"),
+            )
+            .env("BRAINBOX_RESPONSE__AUDIT_LOG", dir.path().join("audit.log"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log);
@@ -52,6 +57,16 @@ impl Agent {
     /// The events file.
     pub fn events_path(&self) -> PathBuf {
         self.dir.path().join("events.jsonl")
+    }
+
+    /// The evidence store.
+    pub fn evidence_dir(&self) -> PathBuf {
+        self.dir.path().join("evidence")
+    }
+
+    /// The audit log.
+    pub fn audit_log(&self) -> PathBuf {
+        self.dir.path().join("audit.log")
     }
 
     /// The log file.
@@ -144,6 +159,8 @@ impl Drop for Agent {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // Sealed evidence is read-only and immutable; a plain remove would fail.
+        let _ = brainbox_audit::evidence::remove_tree(&self.evidence_dir());
     }
 }
 

@@ -127,6 +127,8 @@ fn stable_falco_rules_fire_on_attacks_from_inside_a_container() {
     let mut agent = Agent::start(&[]).unwrap();
     let name = unique("e2e-attack");
     let mut spec = PodSpec::new(&name);
+    // Alert-only: the default profile would recycle the container at the first critical alert.
+    spec.profile = Some("observe");
     spec.read_only = false;
     spec.attack_tool = true;
     let pod = Pod::start(&spec).unwrap();
@@ -229,7 +231,9 @@ fn exception_in_a_profile_file_suppresses_a_firing_rule() {
     .unwrap();
     let files = default_rule_files(&[&overrides]);
     let mut agent = Agent::start(&[("BRAINBOX_RULES__FILES", files.as_str())]).unwrap();
-    let pod = Pod::start(&PodSpec::new(&name)).unwrap();
+    let mut spec = PodSpec::new(&name);
+    spec.profile = Some("observe");
+    let pod = Pod::start(&spec).unwrap();
     agent.wait_watching(&pod.agent.id).unwrap();
 
     // Excepted: a link whose path matches the exception.

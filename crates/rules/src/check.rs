@@ -22,6 +22,8 @@ pub struct FileReport {
     pub overrides: usize,
     /// Rules defined in this file that the engine can evaluate.
     pub rules_evaluable: usize,
+    /// Warnings located in this file.
+    pub warnings: usize,
 }
 
 /// Totals after all files.
@@ -90,6 +92,7 @@ pub fn report(rs: &RuleSet) -> Report {
                 .iter()
                 .filter(|r| r.file_idx == i && r.evaluable)
                 .count(),
+            warnings: rs.warnings.iter().filter(|w| w.file == f.file).count(),
         })
         .collect();
     let not_evaluable = rs
@@ -125,20 +128,39 @@ impl Report {
         for f in &self.files {
             let _ = writeln!(
                 s,
-                "{}: {} rules, {} macros, {} lists, {} overrides; {} rules evaluable",
-                f.file, f.rules, f.macros, f.lists, f.overrides, f.rules_evaluable
+                "{}: {} rules, {} macros, {} lists, {} overrides; {} rules evaluable; {}",
+                f.file,
+                f.rules,
+                f.macros,
+                f.lists,
+                f.overrides,
+                f.rules_evaluable,
+                warnings(f.warnings)
             );
         }
         let t = &self.total;
         let _ = writeln!(
             s,
-            "total: {} rules ({} evaluable, {} enabled), {} macros, {} lists, {} warnings",
-            t.rules, t.rules_evaluable, t.rules_enabled, t.macros, t.lists, t.warnings
+            "total: {} rules ({} evaluable, {} enabled), {} macros, {} lists, {}",
+            t.rules,
+            t.rules_evaluable,
+            t.rules_enabled,
+            t.macros,
+            t.lists,
+            warnings(t.warnings)
         );
         for w in &self.warnings {
             let _ = writeln!(s, "warning: {w}");
         }
         s
+    }
+}
+
+fn warnings(n: usize) -> String {
+    if n == 1 {
+        "1 warning".to_owned()
+    } else {
+        format!("{n} warnings")
     }
 }
 
@@ -155,4 +177,39 @@ pub fn error_json(e: &LoadError) -> serde_json::Value {
             "text": e.to_string(),
         }
     })
+}
+
+/// Exit code of `rules check` when a file does not load (syntax, schema or type error).
+pub const EXIT_RULES_INVALID: i32 = 1;
+
+/// Runs `rules check [--json] FILE...`: prints the report to `out` (or the error to `err`,
+/// and as JSON to `out` with `--json`) and returns the process exit code.
+pub fn run<P: AsRef<Path>>(
+    json: bool,
+    files: &[P],
+    out: &mut dyn std::io::Write,
+    err: &mut dyn std::io::Write,
+) -> i32 {
+    match check_files(files) {
+        Ok(r) => {
+            let text = if json {
+                serde_json::to_string_pretty(&r).unwrap_or_default() + "\n"
+            } else {
+                r.to_text()
+            };
+            let _ = out.write_all(text.as_bytes());
+            0
+        }
+        Err(e) => {
+            if json {
+                let _ = writeln!(
+                    out,
+                    "{}",
+                    serde_json::to_string_pretty(&error_json(&e)).unwrap_or_default()
+                );
+            }
+            let _ = writeln!(err, "error: {e}");
+            EXIT_RULES_INVALID
+        }
+    }
 }

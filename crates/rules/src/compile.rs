@@ -13,8 +13,8 @@ use crate::parser::{parse_condition, ParseError};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-/// Event types the node agent's eBPF sensor reports (tracepoints `sys_exit_*` plus
-/// `sched_process_*`). Checks on other event types are constant false, so branches that need
+/// Event types the node agent's eBPF sensor reports to the engine (its syscall tracepoints;
+/// `ebpf/common` names them). Checks on other event types are constant false, so branches that need
 /// them (for example `sendto`/`sendmsg` in the `outbound` macro) are pruned before the
 /// evaluability check.
 pub const SENSOR_EVENT_TYPES: &[&str] = &[
@@ -23,14 +23,13 @@ pub const SENSOR_EVENT_TYPES: &[&str] = &[
     "open",
     "openat",
     "openat2",
-    "creat",
     "connect",
     "accept",
     "accept4",
     "socket",
     "ptrace",
     "mount",
-    "umount2",
+    "umount",
     "setns",
     "unshare",
     "bpf",
@@ -38,10 +37,15 @@ pub const SENSOR_EVENT_TYPES: &[&str] = &[
     "chmod",
     "fchmod",
     "fchmodat",
+    "fchmodat2",
     "init_module",
     "finit_module",
     "setuid",
     "setgid",
+    "setreuid",
+    "setregid",
+    "setresuid",
+    "setresgid",
     "unlink",
     "unlinkat",
     "rename",
@@ -54,11 +58,9 @@ pub const SENSOR_EVENT_TYPES: &[&str] = &[
     "dup",
     "dup2",
     "dup3",
-    "clone",
-    "clone3",
-    "fork",
-    "vfork",
-    "procexit",
+    "chdir",
+    "fchdir",
+    "kill",
 ];
 
 /// What the event source can provide: which event types it reports and which fields.
@@ -223,6 +225,9 @@ pub(crate) fn literal_from_item(raw: &str) -> Literal {
     }
 }
 
+/// A resolved field expression: field, argument, transformers (innermost first), result type.
+type Resolved = (Field, FieldArg, Vec<Transformer>, FieldType);
+
 pub(crate) struct Lowerer<'d> {
     defs: &'d Definitions,
     caps: &'d Capabilities,
@@ -371,7 +376,7 @@ impl<'d> Lowerer<'d> {
         &self,
         fe: &FieldExpr,
         w: &Where<'_, '_>,
-    ) -> Result<Option<(Field, FieldArg, Vec<Transformer>, FieldType)>, LoadError> {
+    ) -> Result<Option<Resolved>, LoadError> {
         let mut ts = Vec::new();
         let mut cur = fe;
         while let FieldExpr::Transform(t, inner) = cur {
@@ -581,17 +586,17 @@ impl<'d> Lowerer<'d> {
                 Op::Pmatch => {
                     Matcher::Pmatch(vals.into_iter().map(|l| l.text.into_boxed_str()).collect())
                 }
-                Op::Contains => Matcher::Contains(
+                Op::Contains => Matcher::Contains(Box::new(
                     memchr::memmem::Finder::new(single()?.as_bytes()).into_owned(),
-                ),
+                )),
                 Op::IContains => {
                     Matcher::IContains(single()?.to_ascii_lowercase().into_bytes().into())
                 }
                 Op::StartsWith => Matcher::StartsWith(single()?.as_bytes().into()),
                 Op::EndsWith => Matcher::EndsWith(single()?.as_bytes().into()),
-                Op::BContains => {
-                    Matcher::Contains(memchr::memmem::Finder::new(&hex(single()?)?).into_owned())
-                }
+                Op::BContains => Matcher::Contains(Box::new(
+                    memchr::memmem::Finder::new(&hex(single()?)?).into_owned(),
+                )),
                 Op::BStartsWith => Matcher::StartsWith(hex(single()?)?.into()),
                 Op::Glob => Matcher::Glob(single()?.as_bytes().into(), false),
                 Op::IGlob => {

@@ -153,7 +153,7 @@ pub enum Matcher {
     /// String in set (`in`, `intersects`).
     StrIn(StrSet),
     /// Substring.
-    Contains(memchr::memmem::Finder<'static>),
+    Contains(Box<memchr::memmem::Finder<'static>>),
     /// ASCII-case-insensitive substring; the needle is lower-case.
     IContains(Box<[u8]>),
     /// Prefix (also `bstartswith`).

@@ -100,6 +100,9 @@ macro_rules! fields {
         #[repr(u16)]
         pub enum Field { $( #[doc = $doc] $var, )* }
 
+        /// Number of fields in the table.
+        pub const FIELD_COUNT: usize = [$($name),*].len();
+
         /// The field table, indexed by `Field as usize`.
         pub static FIELDS: &[FieldInfo] = &[
             $( FieldInfo {

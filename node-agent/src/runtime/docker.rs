@@ -230,6 +230,7 @@ impl DockerWatcher {
             .and_then(|h| h.privileged)
             .unwrap_or(false);
         let info = ContainerInfo {
+            cgroup_dir: cgroup_dir.clone(),
             init_pid: pid as u32,
             writable,
             privileged,

@@ -58,6 +58,9 @@ pub struct ContainerInfo {
     /// cgroup v2 id.
     #[serde(skip)]
     pub cgroup_id: u64,
+    /// cgroup v2 directory (for freeze and kill).
+    #[serde(skip)]
+    pub cgroup_dir: std::path::PathBuf,
     /// The container's writable layer on the host, if it has one.
     #[serde(skip)]
     pub writable: Option<crate::process::WritableLayer>,
@@ -133,6 +136,7 @@ mod tests {
             namespace: None,
             role: None,
             cgroup_id: cg,
+            cgroup_dir: std::path::PathBuf::new(),
             writable: None,
             privileged: false,
             init_pid: 0,

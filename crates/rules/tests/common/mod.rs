@@ -8,14 +8,18 @@ pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// The unchanged upstream Falco stable rules: `$BRAINBOX_FALCO_RULES`, else
-/// `shared/falco/falco_rules.yaml` in the nearest ancestor of the repository that has it
-/// (the project keeps `shared/` beside the repository).
+/// The unchanged upstream Falco stable rules: `$BRAINBOX_FALCO_RULES`, else the vendored copy
+/// `rules/falco/falco_rules.yaml` (kept byte-identical to upstream by a node-agent test), else
+/// `shared/falco/falco_rules.yaml` in the nearest ancestor of the repository.
 pub fn upstream() -> PathBuf {
     if let Ok(p) = std::env::var("BRAINBOX_FALCO_RULES") {
         return PathBuf::from(p);
     }
     let root = repo_root().canonicalize().expect("repo root");
+    let vendored = root.join("rules/falco/falco_rules.yaml");
+    if vendored.exists() {
+        return vendored;
+    }
     for dir in root.ancestors() {
         let p = dir.join("shared/falco/falco_rules.yaml");
         if p.exists() {
