@@ -358,6 +358,9 @@ impl ZoneLab {
     pub fn agent_env(&self) -> Vec<(String, String)> {
         vec![
             ("BRAINBOX_ZONES__ENABLED".into(), "true".into()),
+            // The lab's containers run `nc -e` listeners and a bypass tool; detection rules (and
+            // their responses) are other tests' business and would recycle them mid-test.
+            ("BRAINBOX_RULES__ENABLED".into(), "false".into()),
             (
                 "BRAINBOX_ZONES__PIN_DIR".into(),
                 self.pin_dir.display().to_string(),
