@@ -599,8 +599,22 @@ fn brainbox_profile_label() -> &'static str {
 
 impl Drop for ZoneLab {
     fn drop(&mut self) {
-        let ids: Vec<&str> = self.containers.iter().map(String::as_str).collect();
-        remove_containers(&ids);
+        // Members of a pod first (they use the sidecar's namespace), one at a time, then
+        // anything still carrying this lab's label (e.g. a container whose start failed).
+        for id in self.containers.iter().rev() {
+            remove_containers(&[id.as_str()]);
+        }
+        let filter = format!("label={ZLAB_LABEL}={}", self.id);
+        for _ in 0..3 {
+            let left = docker(&["ps", "-aq", "--filter", &filter]).unwrap_or_default();
+            let ids: Vec<&str> = left.split_whitespace().collect();
+            if ids.is_empty() {
+                break;
+            }
+            for id in ids {
+                remove_containers(&[id]);
+            }
+        }
         self.agent = None;
         // Unpinning the links and maps frees them (the containers' cgroups are gone already).
         let _ = std::fs::remove_dir_all(&self.pin_dir);
