@@ -1,6 +1,7 @@
 //! `brainbox-node-agent run`: wires sensor, runtime and output together.
 
 use crate::{
+    alerting::AlertPath,
     config::AgentConfig,
     detect::Detector,
     enrich,
@@ -68,6 +69,17 @@ pub async fn run(cfg: AgentConfig) -> Result<(), RunError> {
         .map_err(|e| RunError::Unavailable(e.to_string()))?;
     let mut registry = Registry::default();
     metrics.register(&mut registry, sensor.kernel_stats());
+    let mut alert_path = if cfg.alerts.enabled {
+        let m = brainbox_alerts::metrics::AlertMetrics::default();
+        m.register(&mut registry);
+        let p = AlertPath::start(&cfg.alerts, m)
+            .await
+            .map_err(|e| RunError::Unavailable(format!("alert path: {e}")))?;
+        tracing::info!(nats_url = %cfg.alerts.nats_url, spool_dir = %cfg.alerts.spool_dir.display(), "alert path ready");
+        Some(p)
+    } else {
+        None
+    };
     let attached = sensor.attached();
     tracing::info!(
         programs = attached.programs,
@@ -240,7 +252,14 @@ pub async fn run(cfg: AgentConfig) -> Result<(), RunError> {
                         if let Err(e) = sink.write(&alert) {
                             return Err(RunError::Runtime(format!("writing alerts: {e}")));
                         }
-                        respond(&alert, ev.container.as_ref(), &profiles, responder.as_ref(), &recent, &node, &resp_tx);
+                        let responding = respond(&alert, ev.container.as_ref(), &profiles, responder.as_ref(), &recent, &node, &resp_tx);
+                        if let Some(path) = alert_path.as_mut() {
+                            if responding {
+                                path.hold(alert);
+                            } else {
+                                path.send(&alert, None).await;
+                            }
+                        }
                     }
                 }
             }
@@ -256,6 +275,9 @@ pub async fn run(cfg: AgentConfig) -> Result<(), RunError> {
                     );
                     if let Err(e) = sink.write(&report) {
                         return Err(RunError::Runtime(format!("writing responses: {e}")));
+                    }
+                    if let Some(path) = alert_path.as_mut() {
+                        path.release(&report.alert_id, report.evidence_id.clone()).await;
                     }
                 }
             }
@@ -287,6 +309,7 @@ pub async fn run(cfg: AgentConfig) -> Result<(), RunError> {
 }
 
 /// Starts the profile's response to `alert`, if it has one and the rate limit allows it.
+/// Returns whether a response started.
 fn respond(
     alert: &crate::detect::Alert,
     container: Option<&Arc<crate::runtime::ContainerInfo>>,
@@ -295,22 +318,22 @@ fn respond(
     recent: &RecentEvents<crate::enrich::Enriched>,
     node: &str,
     done: &tokio::sync::mpsc::Sender<ResponseReport>,
-) {
+) -> bool {
     let (Some(responder), Some(c)) = (responder, container) else {
-        return;
+        return false;
     };
     let Some(profile) = profiles.get(&c.profile) else {
-        return;
+        return false;
     };
     let Some(rule) = profile.response_for(&alert.rule, &alert.tags, &alert.priority) else {
-        return;
+        return false;
     };
     if matches!(rule.action, brainbox_profile::Action::Alert) {
-        return;
+        return false;
     }
     if !responder.admit(&c.id, &rule.name, rule.rate_limit) {
         tracing::warn!(container_id = %c.id, response = %rule.name, "response rate-limited; alert only");
-        return;
+        return false;
     }
     tracing::warn!(container_id = %c.id, response = %rule.name, action = ?rule.action, "response starting");
     let recent: Vec<serde_json::Value> = recent
@@ -324,6 +347,7 @@ fn respond(
         let report = responder.run(action, name, &alert, c, recent).await;
         let _ = done.send(report).await;
     });
+    true
 }
 
 fn describe<E: std::fmt::Display>(r: Result<Result<(), E>, tokio::task::JoinError>) -> String {

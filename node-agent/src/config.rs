@@ -32,6 +32,8 @@ pub struct AgentConfig {
     pub rules: RulesConfig,
     /// `[response]`: freeze, capture, seal, recycle.
     pub response: crate::response::ResponseConfig,
+    /// `[alerts]`: NATS JetStream and the spool.
+    pub alerts: crate::alerting::AlertsConfig,
 }
 
 /// Network zone enforcement settings.
@@ -136,6 +138,7 @@ impl Default for AgentConfig {
             zones: ZonesConfig::default(),
             rules: RulesConfig::default(),
             response: crate::response::ResponseConfig::default(),
+            alerts: crate::alerting::AlertsConfig::default(),
         }
     }
 }

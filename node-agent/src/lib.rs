@@ -5,6 +5,7 @@
 //! between enrichment and output.
 #![doc(html_no_source)]
 
+pub mod alerting;
 pub mod app;
 pub mod config;
 pub mod detect;

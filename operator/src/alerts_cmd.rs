@@ -4,9 +4,9 @@ use crate::exit;
 use async_nats::jetstream::{self, consumer::pull, AckKind};
 use brainbox_alerts::{
     control::{AlertAck, Checkin, ControlPlane, SafeModeCommand},
-    publisher::{DEFAULT_PREFIX, DEFAULT_STREAM},
+    publisher::{stream_config, DEFAULT_PREFIX, DEFAULT_STREAM},
     schema::subject_token,
-    Alert, Priority,
+    Alert, ContainerRef, Priority,
 };
 use clap::{Args, Subcommand, ValueEnum};
 use futures_util::StreamExt;
@@ -75,6 +75,23 @@ pub enum AlertsCmd {
         /// Stream name.
         #[arg(long, default_value = DEFAULT_STREAM)]
         stream: String,
+    },
+    /// Publish synthetic test alerts (rule `brainboxctl test alert`, tag `test`) to check the
+    /// alert path end to end; they are acked by JetStream before this returns.
+    Test {
+        #[command(flatten)]
+        nats: NatsArg,
+        /// Node name to publish as.
+        #[arg(long, default_value = "brainboxctl")]
+        node: String,
+        /// Priority of the test alerts.
+        #[arg(long, default_value = "informational")]
+        priority: Priority,
+        /// How many.
+        #[arg(long, default_value_t = 1)]
+        count: u32,
+        #[command(flatten)]
+        operator: OperatorArg,
     },
     /// Record that an operator has seen and handled an alert (kept in the BRAINBOX_ALERT_ACKS
     /// bucket). This is not the JetStream delivery ack, which `tail` sends itself.
@@ -172,6 +189,15 @@ pub fn alerts(cmd: AlertsCmd, json_out: bool) -> i32 {
             })
             .await
             .unwrap_or_else(|c| c),
+            AlertsCmd::Test {
+                nats,
+                node,
+                priority,
+                count,
+                operator,
+            } => test_alerts(&nats, &node, priority, count, &operator.name(), json_out)
+                .await
+                .unwrap_or_else(|c| c),
             AlertsCmd::Ack {
                 id,
                 note,
@@ -205,6 +231,64 @@ pub fn alerts(cmd: AlertsCmd, json_out: bool) -> i32 {
             }
         }
     })
+}
+
+async fn test_alerts(
+    n: &NatsArg,
+    node: &str,
+    priority: Priority,
+    count: u32,
+    operator: &str,
+    json_out: bool,
+) -> Result<i32, i32> {
+    let unavailable = |e: String| {
+        eprintln!("brainboxctl: {e}");
+        exit::UNAVAILABLE
+    };
+    let cp = control(n).await?;
+    let js = cp.jetstream();
+    js.get_or_create_stream(stream_config(
+        DEFAULT_STREAM,
+        DEFAULT_PREFIX,
+        Duration::from_secs(3600),
+        -1,
+    ))
+    .await
+    .map_err(|e| unavailable(format!("cannot ensure stream {DEFAULT_STREAM}: {e}")))?;
+    for _ in 0..count {
+        let alert = Alert::for_event(
+            node,
+            ContainerRef {
+                id: "test".into(),
+                name: "brainboxctl-test".into(),
+                image: String::new(),
+            },
+            "brainboxctl test alert",
+            priority,
+            vec!["test".into()],
+            format!("test alert from brainboxctl, operator {operator}"),
+            std::time::SystemTime::now(),
+            std::process::id(),
+        );
+        let mut h = async_nats::HeaderMap::new();
+        h.insert("Nats-Msg-Id", alert.id.as_str());
+        let body = serde_json::to_vec(&alert).unwrap_or_default();
+        let ack = js
+            .publish_with_headers(alert.subject(DEFAULT_PREFIX), h, body.into())
+            .await
+            .map_err(|e| unavailable(format!("publish: {e}")))?
+            .await
+            .map_err(|e| unavailable(format!("no JetStream ack: {e}")))?;
+        if json_out {
+            println!("{}", json!({"id": alert.id, "stream_seq": ack.sequence}));
+        } else {
+            println!(
+                "published test alert {} (stream sequence {})",
+                alert.id, ack.sequence
+            );
+        }
+    }
+    Ok(exit::OK)
 }
 
 struct TailOpts {
@@ -426,13 +510,35 @@ async fn status(cp: &ControlPlane, json_out: bool) -> i32 {
         }
     };
     let checkin = cp.last_checkin().await.ok().flatten();
+    let commands = cp.commands().await.unwrap_or_default();
     if json_out {
-        println!("{}", json!({"nodes": states, "last_checkin": checkin}));
+        let cmds: serde_json::Map<String, serde_json::Value> = commands
+            .iter()
+            .map(|(k, c)| (k.clone(), json!(c)))
+            .collect();
+        println!(
+            "{}",
+            json!({"nodes": states, "last_checkin": checkin, "commands": cmds})
+        );
         return exit::OK;
     }
     match &checkin {
         Some(c) => println!("last operator check-in: {} by {}", c.time, c.operator),
         None => println!("last operator check-in: never"),
+    }
+    for (k, c) in &commands {
+        println!(
+            "command {:<16} safe mode {} by {} at {}{}",
+            k.trim_start_matches("command."),
+            if c.on { "ON " } else { "OFF" },
+            c.by,
+            c.time,
+            if c.reason.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", c.reason)
+            }
+        );
     }
     if states.is_empty() {
         println!("no node agent has reported its safety state");

@@ -415,6 +415,39 @@ fn alerts_tail_shows_the_bundle_id_acks_and_filters() {
     ]);
     assert_eq!(o.status.code(), Some(64), "{}", stderr(&o));
 
+    // A test alert from the CLI goes through the same stream.
+    let o = ctl(&[
+        "--json",
+        "alerts",
+        "test",
+        "--nats",
+        &url,
+        "--node",
+        "node-t",
+        "--priority",
+        "error",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let id = serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()["id"].clone();
+    let o = ctl(&[
+        "--json",
+        "alerts",
+        "tail",
+        "--nats",
+        &url,
+        "--node",
+        "node-t",
+        "--durable",
+        "t",
+        "--count",
+        "1",
+        "--idle-exit",
+        "10",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert_eq!(v["alert"]["id"], id);
+    assert_eq!(v["alert"]["rule"], "brainboxctl test alert");
+
     // Operator acknowledgement and check-in round trip.
     let o = ctl(&[
         "--json",
@@ -436,4 +469,128 @@ fn alerts_tail_shows_the_bundle_id_acks_and_filters() {
     // NATS gone: "unavailable", not a hang or a crash.
     let o = ctl(&["checkin", "--nats", &url, "--connect-timeout", "2"]);
     assert_eq!(o.status.code(), Some(69), "{}", stderr(&o));
+}
+
+#[derive(Clone, Default)]
+struct Frozen(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+
+impl brainbox_alerts::monitor::Actuator for Frozen {
+    async fn enter(
+        &mut self,
+        action: brainbox_alerts::safety::SafeAction,
+        _reasons: &[brainbox_alerts::safety::Reason],
+    ) -> Result<(), String> {
+        self.0
+            .lock()
+            .unwrap()
+            .push(format!("enter {}", action.as_str()));
+        Ok(())
+    }
+    async fn leave(&mut self) -> Result<(), String> {
+        self.0.lock().unwrap().push("leave".into());
+        Ok(())
+    }
+}
+
+fn status(url: &str) -> serde_json::Value {
+    let o = ctl(&["--json", "safe-mode", "status", "--nats", url]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+fn wait_status(url: &str, what: &str, f: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let v = status(url);
+        if f(&v) {
+            return v;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}: {v}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn dead_man_from_a_test_profile_enters_safe_mode_and_brainboxctl_checkin_lifts_it() {
+    // A test profile with a short dead-man interval.
+    let profile = brainbox_profile::Profile::from_yaml(
+        "name: lab-test\nzone: untrusted\nsafety:\n  checkin_interval_secs: 2\n  action: close_egress\n  lift: checkin\n",
+        Path::new("profiles/test/lab-test.yaml"),
+    )
+    .unwrap();
+    let policy = profile.safety.clone().expect("safety section");
+    let nats = NatsServer::start();
+    let url = nats.url();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let frozen = Frozen::default();
+    let task = rt.block_on(async {
+        let client = async_nats::connect(&url).await.unwrap();
+        let cp = brainbox_alerts::control::ControlPlane::from_client(client.clone());
+        let (_state, task) = brainbox_alerts::monitor::spawn(
+            brainbox_alerts::monitor::MonitorConfig {
+                node: "lab-node".into(),
+                policy,
+                tick: std::time::Duration::from_millis(200),
+            },
+            cp,
+            client,
+            None,
+            frozen.clone(),
+        );
+        // Boxed in an Option: returning a bare JoinHandle from an async block reads like a
+        // forgotten `.await`.
+        Some(task)
+    });
+    let node = |v: &serde_json::Value| -> Option<serde_json::Value> {
+        v["nodes"]
+            .as_array()?
+            .iter()
+            .find(|n| n["node"] == "lab-node")
+            .cloned()
+    };
+    // Published as normal first, then the missed check-in puts the node into safe mode.
+    wait_status(&url, "safe mode", |v| {
+        node(v).is_some_and(|n| n["safe_mode"] == true && n["reasons"][0] == "dead_man")
+    });
+    assert_eq!(frozen.0.lock().unwrap().as_slice(), ["enter close_egress"]);
+    let o = ctl(&["checkin", "--nats", &url, "--operator", "alice"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v = wait_status(&url, "lifted", |v| {
+        node(v).is_some_and(|n| n["safe_mode"] == false)
+    });
+    assert_eq!(v["last_checkin"]["operator"], "alice");
+    assert_eq!(
+        frozen.0.lock().unwrap().as_slice(),
+        ["enter close_egress", "leave"]
+    );
+    // The operator can also force it, and the command shows in the status.
+    let o = ctl(&[
+        "safe-mode",
+        "on",
+        "--node",
+        "lab-node",
+        "--nats",
+        &url,
+        "--reason",
+        "drill",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v = wait_status(&url, "operator safe mode", |v| {
+        node(v).is_some_and(|n| n["reasons"][0] == "operator")
+    });
+    assert_eq!(v["commands"]["command.lab-node"]["on"], true);
+    let o = ctl(&["safe-mode", "status", "--nats", &url]);
+    assert!(stdout(&o).contains("SAFE MODE"), "{}", stdout(&o));
+    let o = ctl(&["safe-mode", "off", "--node", "lab-node", "--nats", &url]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    wait_status(&url, "lifted again", |v| {
+        node(v).is_some_and(|n| n["safe_mode"] == false)
+    });
+    if let Some(t) = task {
+        t.abort();
+    }
+    drop(rt);
 }

@@ -34,7 +34,7 @@ cat > "$tmp/broken.yaml" <<'YAML'
   output: "%proc.name"
   priority: WARNING
 YAML
-if "$BIN/brainbox-node-agent" rules check "$tmp/broken.yaml"; then
+if (cd "$tmp" && "$BIN/brainbox-node-agent" rules check broken.yaml 2>&1); then
   echo "rules demo: the broken file was accepted" >&2
   exit 1
 fi

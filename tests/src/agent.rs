@@ -42,6 +42,9 @@ impl Agent {
                 dir.path().join("evidence"),
             )
             .env("BRAINBOX_RESPONSE__AUDIT_LOG", dir.path().join("audit.log"))
+            // Off unless a test turns it on with its own nats-server.
+            .env("BRAINBOX_ALERTS__ENABLED", "false")
+            .env("BRAINBOX_ALERTS__SPOOL_DIR", dir.path().join("spool"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log);
@@ -50,7 +53,7 @@ impl Agent {
         }
         let child = cmd.spawn().context("starting brainbox-node-agent")?;
         let mut agent = Agent { child, dir };
-        agent.wait_log(|l| l["message"] == "agent ready", Duration::from_secs(60))?;
+        agent.wait_log(|l| l["message"] == "agent ready", Duration::from_secs(120))?;
         Ok(agent)
     }
 
@@ -111,7 +114,7 @@ impl Agent {
     pub fn wait_watching(&mut self, container_id: &str) -> Result<()> {
         self.wait_log(
             |l| l["message"] == "watching container" && l["container_id"] == container_id,
-            Duration::from_secs(30),
+            Duration::from_secs(90),
         )
         .map(|_| ())
     }

@@ -136,7 +136,7 @@ fn stable_falco_rules_fire_on_attacks_from_inside_a_container() {
 
     run_attacks(&pod.agent);
     let rules: Vec<&str> = EXPECTED.iter().map(|(r, _)| *r).collect();
-    let alerts = wait_for_rules(&agent, &pod.agent.id, &rules, Duration::from_secs(30));
+    let alerts = wait_for_rules(&agent, &pod.agent.id, &rules, Duration::from_secs(90));
 
     let mut missing = vec![];
     for (rule, proc_name) in EXPECTED {
@@ -199,7 +199,7 @@ fn benign_workload_fires_no_rule() {
     agent
         .wait_event(
             |e| e["process"]["argv"][1] == marker.as_str(),
-            Duration::from_secs(20),
+            Duration::from_secs(90),
         )
         .unwrap();
     let events = agent.events();
@@ -250,7 +250,7 @@ fn exception_in_a_profile_file_suppresses_a_firing_rule() {
         &agent,
         &pod.agent.id,
         &["Create Symlink Over Sensitive Files"],
-        Duration::from_secs(20),
+        Duration::from_secs(90),
     );
     let symlink_alerts: Vec<&Value> = alerts
         .iter()

@@ -30,7 +30,14 @@ fn wait_for(agent: &Agent, pred: impl Fn(&Value) -> bool, timeout: Duration) -> 
 #[test]
 fn critical_alert_recycles_the_container_with_sealed_evidence() {
     require::lab();
-    let mut agent = Agent::start(&[]).unwrap();
+    brainbox_alerts::testkit::require_nats_server();
+    let nats = brainbox_alerts::testkit::NatsServer::start();
+    let url = nats.url();
+    let mut agent = Agent::start(&[
+        ("BRAINBOX_ALERTS__ENABLED", "true"),
+        ("BRAINBOX_ALERTS__NATS_URL", url.as_str()),
+    ])
+    .unwrap();
     let name = unique("e2e-recycle");
     let mut spec = PodSpec::new(&name);
     spec.read_only = false;
@@ -67,13 +74,13 @@ fn critical_alert_recycles_the_container_with_sealed_evidence() {
                 && e["rule"] == "Netcat Remote Code Execution in Container"
                 && e["container"]["id"] == old_id.as_str()
         },
-        Duration::from_secs(20),
+        Duration::from_secs(90),
     )
     .expect("no alert for the attack");
     let report = wait_for(
         &agent,
         |e| e["type"] == "response" && e["alert_id"] == alert["id"],
-        Duration::from_secs(60),
+        Duration::from_secs(120),
     )
     .unwrap_or_else(|| {
         panic!(
@@ -195,6 +202,37 @@ fn critical_alert_recycles_the_container_with_sealed_evidence() {
     agent.wait_watching(&new_id).unwrap();
     let out = docker(&["exec", &new_id, "cat", "/home/agent/dropped.txt"]);
     assert!(out.is_err(), "the dropped file survived the recycle");
+
+    // The operator sees the alert, once, with the bundle id, through JetStream.
+    let out = Command::new(bin_path("brainboxctl"))
+        .args([
+            "--json",
+            "alerts",
+            "tail",
+            "--count",
+            "1",
+            "--idle-exit",
+            "30",
+            "--priority",
+            "critical",
+        ])
+        .env("BRAINBOX_NATS_URL", &url)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "alerts tail: {text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let tailed: Value = serde_json::from_str(text.lines().next().unwrap_or("{}")).unwrap();
+    assert_eq!(tailed["alert"]["id"], alert["id"], "{text}");
+    assert_eq!(
+        tailed["alert"]["evidence_id"],
+        evidence_id.as_str(),
+        "{text}"
+    );
+
     // The pod's Drop removes the replacement too (same name).
     brainbox_lab::docker::remove_containers(&[&new_id]);
 }

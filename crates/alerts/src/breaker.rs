@@ -87,6 +87,15 @@ impl Breaker {
             .flatten()
     }
 
+    /// Ends an open breaker's backoff now (the connection came back): the next attempt is the
+    /// half-open probe.
+    pub fn probe_now(&mut self) {
+        if self.state == BreakerState::Open {
+            self.state = BreakerState::HalfOpen;
+            self.retry_at = None;
+        }
+    }
+
     /// A publish succeeded: close.
     pub fn success(&mut self) {
         self.state = BreakerState::Closed;
@@ -145,5 +154,8 @@ mod tests {
         assert_eq!(b.failures(), 0);
         b.failure(t1);
         assert_eq!(b.retry_at(), Some(t1 + Duration::from_millis(100)), "reset");
+        b.probe_now();
+        assert!(b.allows(t1), "reconnection ends the wait");
+        assert_eq!(b.state(t1), BreakerState::HalfOpen);
     }
 }

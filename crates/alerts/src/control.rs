@@ -255,8 +255,18 @@ impl ControlPlane {
         self.put(SAFE_MODE_BUCKET, &state_key(&s.node), s).await
     }
 
-    /// Every node's reported state.
-    pub async fn node_states(&self) -> Result<Vec<NodeSafetyState>, ControlError> {
+    /// Every safe-mode command in force, by key (`command.all`, `command.<node>`).
+    pub async fn commands(&self) -> Result<Vec<(String, SafeModeCommand)>, ControlError> {
+        let mut out = Vec::new();
+        for k in self.keys_with_prefix("command.").await? {
+            if let Some(c) = self.get(SAFE_MODE_BUCKET, &k).await? {
+                out.push((k, c));
+            }
+        }
+        Ok(out)
+    }
+
+    async fn keys_with_prefix(&self, prefix: &str) -> Result<Vec<String>, ControlError> {
         let b = self.bucket(SAFE_MODE_BUCKET).await?;
         let mut keys = b
             .keys()
@@ -265,13 +275,18 @@ impl ControlPlane {
         let mut names = Vec::new();
         while let Some(k) = keys.next().await {
             let k = k.map_err(|e| op("list safe-mode keys")(e.to_string()))?;
-            if k.starts_with("state.") {
+            if k.starts_with(prefix) {
                 names.push(k);
             }
         }
         names.sort();
+        Ok(names)
+    }
+
+    /// Every node's reported state.
+    pub async fn node_states(&self) -> Result<Vec<NodeSafetyState>, ControlError> {
         let mut out = Vec::new();
-        for k in names {
+        for k in self.keys_with_prefix("state.").await? {
             if let Some(s) = self.get(SAFE_MODE_BUCKET, &k).await? {
                 out.push(s);
             }

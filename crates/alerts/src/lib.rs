@@ -5,7 +5,9 @@
 pub mod breaker;
 pub mod control;
 pub mod metrics;
+pub mod monitor;
 pub mod publisher;
+pub mod safety;
 pub mod schema;
 pub mod spool;
 

@@ -14,8 +14,10 @@
 //! - A message is not sent at all while the client reports no connection, so nothing piles up
 //!   in the client's reconnect buffer.
 //! - A spooled record is committed (the `committed` file moves) only after JetStream acked
-//!   it. A crash between ack and commit re-sends it on restart: the stream's
-//!   `duplicate_window` must be longer than the agent's restart time to drop that copy.
+//!   it, and in batches (`commit_every`, `commit_interval`, or when the spool drains) so the
+//!   fsyncs do not cap the replay rate. A crash between ack and commit re-sends those records
+//!   on restart: the stream's `duplicate_window` must be longer than the agent's restart time
+//!   to drop the copies.
 
 use crate::{
     breaker::{Breaker, BreakerConfig, BreakerState},
@@ -61,6 +63,11 @@ pub struct PublisherConfig {
     pub batch_max: usize,
     /// Most spooled alerts replayed before looking at the queue again.
     pub replay_chunk: usize,
+    /// Replay progress is fsynced after this many acked alerts (or `commit_interval`, or when
+    /// the spool drains). A crash re-sends at most this many; JetStream drops the copies.
+    pub commit_every: u64,
+    /// Longest time between two fsyncs of replay progress.
+    pub commit_interval: Duration,
     /// Capacity of the submission queue.
     pub queue: usize,
     /// How long [`Publisher::start`] waits for a first connection before it returns.
@@ -81,6 +88,8 @@ impl PublisherConfig {
             stream_max_bytes: -1,
             batch_max: 1024,
             replay_chunk: 512,
+            commit_every: 8192,
+            commit_interval: Duration::from_secs(1),
             queue: 8192,
             initial_connect_wait: Duration::from_secs(1),
         }
@@ -238,7 +247,19 @@ impl Publisher {
             );
         }
         let url = cfg.nats_url.clone();
+        // A (re)connection ends the breaker's wait at once: replay should not sit out a long
+        // backoff when NATS is demonstrably back.
+        let reconnected = std::sync::Arc::new(tokio::sync::Notify::new());
+        let notify = reconnected.clone();
         let client = ConnectOptions::new()
+            .event_callback(move |e| {
+                let notify = notify.clone();
+                async move {
+                    if matches!(e, async_nats::Event::Connected) {
+                        notify.notify_one();
+                    }
+                }
+            })
             .name("brainbox-alerts")
             // Connect in the background: the agent must start (and spool) with NATS down.
             .retry_on_initial_connect()
@@ -287,6 +308,8 @@ impl Publisher {
             state_tx,
             rx,
             flush_waiters: Vec::new(),
+            last_persist: Instant::now(),
+            reconnected,
             spool_full: false,
             spool_failed: false,
             last_error: None,
@@ -347,6 +370,8 @@ struct Actor {
     state_tx: watch::Sender<PublisherState>,
     rx: mpsc::Receiver<Cmd>,
     flush_waiters: Vec<oneshot::Sender<()>>,
+    last_persist: Instant,
+    reconnected: std::sync::Arc<tokio::sync::Notify>,
     spool_full: bool,
     spool_failed: bool,
     last_error: Option<String>,
@@ -398,6 +423,11 @@ impl Actor {
                         None => break,
                     },
                     () = sleep, if retry.is_some() => None,
+                    () = self.reconnected.notified() => {
+                        tracing::info!("NATS connection (re)established; probing now");
+                        self.breaker.probe_now();
+                        None
+                    }
                 }
             };
             if let Some(first) = first {
@@ -421,6 +451,7 @@ impl Actor {
             }
             self.update_state();
         }
+        self.persist();
         self.update_state();
         tracing::debug!(
             undelivered = self.spool.len(),
@@ -559,11 +590,13 @@ impl Actor {
             }
         }
         if let Some(seq) = done {
-            if let Err(e) = self.spool.commit_through(seq) {
-                // Not fatal: the records are acked; they would only be re-sent (and dropped
-                // as duplicates) after a restart.
-                tracing::error!(error = %e, "cannot record spool progress");
-                self.last_error = Some(e.to_string());
+            self.spool.advance(seq);
+            let due = self.spool.is_empty()
+                || self.breaker.state(Instant::now()) != BreakerState::Closed
+                || self.spool.unpersisted() >= self.cfg.commit_every
+                || self.last_persist.elapsed() >= self.cfg.commit_interval;
+            if due {
+                self.persist();
             }
             if self.spool.pending_bytes() <= self.spool.max_bytes() / 2 && self.spool_full {
                 tracing::info!("alert spool has room again");
@@ -572,6 +605,16 @@ impl Actor {
             if self.spool.is_empty() {
                 tracing::info!("alert spool drained");
             }
+        }
+    }
+
+    fn persist(&mut self) {
+        self.last_persist = Instant::now();
+        if let Err(e) = self.spool.persist() {
+            // Not fatal: the records are acked; they would only be re-sent (and dropped as
+            // duplicates) after a restart.
+            tracing::error!(error = %e, "cannot record spool progress");
+            self.last_error = Some(e.to_string());
         }
     }
 

@@ -125,6 +125,7 @@ pub struct Spool {
     pending_bytes: u64,
     next_seq: u64,
     committed: u64,
+    delivered: u64,
 }
 
 fn seg_name(first_seq: u64) -> String {
@@ -183,6 +184,29 @@ fn decode(b: &[u8]) -> Result<Option<(Record, usize)>, String> {
     )))
 }
 
+/// Decodes the frames of one segment's bytes: the valid prefix, and why decoding stopped
+/// early if it did. Never panics on hostile input (fuzzed).
+pub fn decode_segment(mut b: &[u8]) -> (Vec<Record>, Option<String>) {
+    let mut out = Vec::new();
+    loop {
+        match decode(b) {
+            Ok(None) => return (out, None),
+            Ok(Some((r, n))) => {
+                out.push(r);
+                b = &b[n..];
+            }
+            Err(e) => return (out, Some(e)),
+        }
+    }
+}
+
+/// Encodes one frame (for tests and fuzzing round trips).
+pub fn encode_frame(seq: u64, payload: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(HEADER + payload.len());
+    encode(seq, payload, &mut v);
+    v
+}
+
 impl Spool {
     /// Opens the spool, recovering from a crash: a torn final frame is cut off (reported in
     /// [`Recovery`]); delivered segments are deleted.
@@ -221,6 +245,7 @@ impl Spool {
             pending_bytes: 0,
             next_seq: committed.max(1),
             committed: committed.max(1),
+            delivered: committed.max(1),
         };
         let mut rec = Recovery::default();
         let mut expect: Option<u64> = None;
@@ -427,21 +452,42 @@ impl Spool {
         Ok(())
     }
 
-    /// Marks every record up to and including `seq` delivered: durably moves `committed`, then
-    /// deletes segments that hold nothing undelivered.
-    pub fn commit_through(&mut self, seq: u64) -> Result<(), SpoolError> {
-        if seq < self.committed {
-            return Ok(());
+    /// Marks every record up to and including `seq` delivered, in memory only: they leave the
+    /// queue, but a crash before [`Spool::persist`] replays them again (and JetStream drops the
+    /// copies by message id). Lets replay pay for the commit's fsyncs once per many records.
+    pub fn advance(&mut self, seq: u64) {
+        if seq < self.delivered {
+            return;
         }
         let next = (seq + 1).min(self.next_seq);
-        write_committed(&self.cfg.dir, next)?;
-        self.committed = next;
+        self.delivered = next;
         while self.pending.front().is_some_and(|r| r.seq < next) {
             if let Some(r) = self.pending.pop_front() {
                 self.pending_bytes -= r.frame_len();
             }
         }
+    }
+
+    /// Records on disk that delivery has reached where [`Spool::advance`] says, then deletes
+    /// segments that hold nothing undelivered.
+    pub fn persist(&mut self) -> Result<(), SpoolError> {
+        if self.delivered <= self.committed {
+            return Ok(());
+        }
+        write_committed(&self.cfg.dir, self.delivered)?;
+        self.committed = self.delivered;
         self.gc()
+    }
+
+    /// Records delivered but not yet persisted.
+    pub fn unpersisted(&self) -> u64 {
+        self.delivered - self.committed
+    }
+
+    /// [`Spool::advance`] then [`Spool::persist`].
+    pub fn commit_through(&mut self, seq: u64) -> Result<(), SpoolError> {
+        self.advance(seq);
+        self.persist()
     }
 
     /// Deletes segments whose records are all delivered. The active segment goes too when it is

@@ -403,6 +403,16 @@ pub fn verify(path: &Path, head: HeadPolicy) -> Result<ChainReport, ChainError> 
     })
 }
 
+/// Checks a whole log held in memory (no head file): the number of records, or the first break.
+/// Never panics on hostile input (fuzzed).
+pub fn verify_bytes(bytes: &[u8]) -> Result<u64, Break> {
+    let s = scan(bytes);
+    match s.brk {
+        Some(b) => Err(b),
+        None => Ok(s.records.len() as u64),
+    }
+}
+
 /// Reads every record of an intact log (for `brainboxctl` and the evidence cross-check).
 pub fn read_records(path: &Path) -> Result<Vec<AuditRecord>, ChainError> {
     let bytes = std::fs::read(path).map_err(io_err(path))?;

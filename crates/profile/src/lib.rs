@@ -13,6 +13,9 @@ use std::{
     path::{Path, PathBuf},
 };
 
+pub mod safety;
+pub use safety::{Lift, SafeAction, SafetyPolicy};
+
 /// The container label that selects a profile (and so marks the container as watched).
 pub const PROFILE_LABEL: &str = "brainbox.io/profile";
 /// The container label naming the pod a container belongs to (the lab's stand-in for a pod).
@@ -50,6 +53,9 @@ pub struct Profile {
     /// that matches none is only an alert).
     #[serde(default)]
     pub responses: Vec<ResponseRule>,
+    /// The dead-man switch and safe mode (absent: neither).
+    #[serde(default)]
+    pub safety: Option<SafetyPolicy>,
 }
 
 /// Response actions, mildest first.
@@ -210,6 +216,17 @@ impl Profile {
     }
 
     fn validate(&self, path: &Path) -> Result<(), ProfileError> {
+        if self
+            .safety
+            .as_ref()
+            .is_some_and(|s| s.checkin_interval_secs == Some(0))
+        {
+            return Err(ProfileError::Invalid {
+                path: path.to_owned(),
+                field: "safety.checkin_interval_secs".into(),
+                reason: "must be at least 1 (omit it to disable the dead-man switch)".into(),
+            });
+        }
         for (i, r) in self.responses.iter().enumerate() {
             if let Some(p) = &r.when.priority_at_least {
                 if priority_rank(p).is_none() {
@@ -312,6 +329,15 @@ impl ProfileSet {
     /// True when there are none.
     pub fn is_empty(&self) -> bool {
         self.profiles.is_empty()
+    }
+
+    /// The node's safety policy: every profile's `safety` section combined (the strictest wins).
+    pub fn safety_policy(&self) -> Option<SafetyPolicy> {
+        SafetyPolicy::combine(
+            self.profiles
+                .values()
+                .filter_map(|(p, _)| p.safety.as_ref()),
+        )
     }
 
     /// Profile names, sorted.

@@ -161,3 +161,20 @@ fn decode_never_panics_on_garbage() {
         let _ = decode(&b);
     }
 }
+
+#[test]
+fn advance_without_persist_replays_after_a_crash() {
+    let d = tempfile::tempdir().unwrap();
+    {
+        let (mut s, _) = Spool::open(cfg(d.path())).unwrap();
+        s.append_batch(&payloads(0, 10)).unwrap();
+        s.commit_through(3).unwrap();
+        s.advance(7);
+        assert_eq!(s.len(), 3);
+        assert_eq!(s.unpersisted(), 4);
+        // Crash: no persist.
+    }
+    let (s, r) = Spool::open(cfg(d.path())).unwrap();
+    assert_eq!(r.records, 7, "records 4..=10 come back");
+    assert_eq!(s.peek(1).next().unwrap().seq, 4);
+}
