@@ -11,7 +11,7 @@ use std::{
 };
 
 /// The eBPF objects (bins of `ebpf/programs`) the agent embeds.
-const EBPF_OBJECTS: &[&str] = &["sensor"];
+const EBPF_OBJECTS: &[&str] = &["sensor", "zones"];
 
 fn main() {
     let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());

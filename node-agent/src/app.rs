@@ -11,6 +11,7 @@ use crate::{
     response::{RecentEvents, Responder, ResponseReport},
     runtime::{cgroup, docker, ContainerTable},
     sensor::Sensor,
+    zones::{self, Zones, ZonesSettings},
 };
 use brainbox_profile::ProfileSet;
 use prometheus_client::registry::Registry;
@@ -104,6 +105,36 @@ pub async fn run(cfg: AgentConfig) -> Result<(), RunError> {
     );
     let watch = sensor.watch_list();
 
+    let started = if cfg.zones.enabled {
+        match Zones::start(ZonesSettings {
+            pin_dir: cfg.zones.pin_dir.clone(),
+            profiles_dir: cfg.profiles_dir.clone(),
+            only_label: cfg.zones.only_label(),
+        }) {
+            Ok(v) => Some(v),
+            // The other agent's pinned programs keep enforcing; this one must not fight it.
+            Err(e @ zones::ZonesError::Busy { .. }) => {
+                tracing::error!(error = %e, "zones not started in this agent");
+                None
+            }
+            Err(zones::ZonesError::Policy(m)) => {
+                return Err(RunError::Config(format!("zones: {m}")))
+            }
+            Err(e) => return Err(RunError::Unavailable(e.to_string())),
+        }
+    } else {
+        None
+    };
+    let zones = if let Some((z, ring)) = started {
+        registry
+            .sub_registry_with_prefix("brainbox")
+            .register_collector(Box::new(z.collector()));
+        tracing::info!(pin_dir = %cfg.zones.pin_dir.display(), "zone programs loaded");
+        Some((z, ring))
+    } else {
+        None
+    };
+
     let cgroup2 = if cfg.docker.cgroup2_mount.as_os_str().is_empty() {
         cgroup::cgroup2_mount().map_err(|e| RunError::Unavailable(e.to_string()))?
     } else {
@@ -158,7 +189,30 @@ pub async fn run(cfg: AgentConfig) -> Result<(), RunError> {
         profiles: profiles.clone(),
         cgroup2,
         metrics: metrics.clone(),
+        observers: zones
+            .iter()
+            .map(|(z, _)| Arc::new(z.clone()) as Arc<dyn crate::runtime::ContainerObserver>)
+            .collect(),
     };
+    let (zone_tx, mut zone_rx) = tokio::sync::mpsc::channel(1024);
+    if let Some((z, ring)) = zones {
+        if cfg.zones.watch_profiles {
+            let zw = z.clone();
+            tokio::spawn(async move {
+                if let Err(e) = zw.watch_profiles().await {
+                    tracing::error!(error = %e, "cannot watch profiles; zone policy reload is off");
+                }
+            });
+        }
+        let (table, node) = (table.clone(), node.clone());
+        tokio::spawn(async move {
+            if let Err(e) = zones::run_reports(z, ring, table, node, zone_tx).await {
+                tracing::error!(error = %e, "zone denial reader stopped");
+            }
+        });
+    } else {
+        drop(zone_tx);
+    }
     let mut watcher_task = tokio::spawn(watcher.run(ready_tx));
 
     // Batches of up to `sensor::BATCH` events: at most 8192 events queued, as before batching.
@@ -227,6 +281,19 @@ pub async fn run(cfg: AgentConfig) -> Result<(), RunError> {
                     if let Some(path) = alert_path.as_mut() {
                         path.release(&report.alert_id, report.evidence_id.clone()).await;
                     }
+                }
+            }
+            Some(ev) = zone_rx.recv() => {
+                // Denials are alerts: logged like the rule engine's, written to the same output.
+                tracing::warn!(
+                    container = ev["container"]["name"].as_str().unwrap_or("unknown"),
+                    hook = ev["hook"].as_str().unwrap_or(""),
+                    destination = %ev["destination"],
+                    rule = ev["rule"].as_str().unwrap_or(""),
+                    "network flow denied"
+                );
+                if let Err(e) = sink.write(&ev) {
+                    return Err(RunError::Runtime(format!("writing events: {e}")));
                 }
             }
             r = &mut watcher_task => {

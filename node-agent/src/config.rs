@@ -26,12 +26,49 @@ pub struct AgentConfig {
     pub docker: DockerConfig,
     /// `[events]`: where events go.
     pub events: EventsConfig,
+    /// `[zones]`: network zone enforcement.
+    pub zones: ZonesConfig,
     /// `[rules]`: detection rules.
     pub rules: RulesConfig,
     /// `[response]`: freeze, capture, seal, recycle.
     pub response: crate::response::ResponseConfig,
     /// `[alerts]`: NATS JetStream and the spool.
     pub alerts: crate::alerting::AlertsConfig,
+}
+
+/// Network zone enforcement settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ZonesConfig {
+    /// Enforce zones (default true).
+    pub enabled: bool,
+    /// bpffs directory for pinned maps, programs and links.
+    pub pin_dir: PathBuf,
+    /// Enforce only on containers with this `key=value` label (empty: every watched container).
+    /// For sharing one host between independent labs and tests.
+    pub only_label: String,
+    /// Reload the policy when files in `profiles_dir` change (default true).
+    pub watch_profiles: bool,
+}
+
+impl Default for ZonesConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            pin_dir: PathBuf::from("/sys/fs/bpf/brainbox/zones"),
+            only_label: String::new(),
+            watch_profiles: true,
+        }
+    }
+}
+
+impl ZonesConfig {
+    /// `only_label` split at the first `=`.
+    pub fn only_label(&self) -> Option<(String, String)> {
+        self.only_label
+            .split_once('=')
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    }
 }
 
 /// Detection rule settings.
@@ -98,6 +135,7 @@ impl Default for AgentConfig {
             sensor: SensorConfig::default(),
             docker: DockerConfig::default(),
             events: EventsConfig::default(),
+            zones: ZonesConfig::default(),
             rules: RulesConfig::default(),
             response: crate::response::ResponseConfig::default(),
             alerts: crate::alerting::AlertsConfig::default(),
@@ -148,6 +186,18 @@ impl Validate for AgentConfig {
             return Err(ConfigError::invalid(
                 "sensor.stats_interval_secs",
                 "must be at least 1",
+            ));
+        }
+        if !self.zones.only_label.is_empty() && self.zones.only_label().is_none() {
+            return Err(ConfigError::invalid(
+                "zones.only_label",
+                "must be `key=value` or empty",
+            ));
+        }
+        if !self.zones.pin_dir.starts_with("/sys/fs/bpf") {
+            return Err(ConfigError::invalid(
+                "zones.pin_dir",
+                "must be under /sys/fs/bpf (bpffs)",
             ));
         }
         if self.rules.enabled && self.rules.files.is_empty() {

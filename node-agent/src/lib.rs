@@ -16,3 +16,4 @@ pub mod process;
 pub mod response;
 pub mod runtime;
 pub mod sensor;
+pub mod zones;

@@ -29,6 +29,9 @@ impl Agent {
             .env("BRAINBOX_EVENTS__OUTPUT", &events)
             .env("BRAINBOX_METRICS__LISTEN", "127.0.0.1:0")
             .env("BRAINBOX_LOG__LEVEL", "info")
+            // Zones enforce on every watched container of the host; tests that want them turn
+            // them on with their own pin directory and label (see `zones::ZoneLab`).
+            .env("BRAINBOX_ZONES__ENABLED", "false")
             .env(
                 "BRAINBOX_PROFILES_DIR",
                 crate::workspace_root().join("profiles"),

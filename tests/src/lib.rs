@@ -10,6 +10,7 @@ pub mod docker;
 pub mod images;
 pub mod pod;
 pub mod require;
+pub mod zones;
 
 use std::path::PathBuf;
 

@@ -6,6 +6,7 @@
 //! error, not a silently ignored key.
 
 pub mod egress;
+pub mod zones;
 
 use serde::Deserialize;
 use std::{

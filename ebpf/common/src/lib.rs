@@ -5,6 +5,8 @@
 // `unsafe impl aya::Pod` is the one unsafe thing here, and only with the `user` feature.
 #![cfg_attr(not(feature = "user"), forbid(unsafe_code))]
 
+pub mod zones;
+
 /// Name of the ring buffer map carrying all events.
 pub const EVENTS_MAP: &str = "EVENTS";
 /// Name of the hash map of watched cgroup ids (v2 cgroup inode → [`WatchFlags`] bits).

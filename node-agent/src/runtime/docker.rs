@@ -1,7 +1,7 @@
 //! The Docker source of the container table: lists running containers, then follows the event
 //! stream. Containers carrying the profile label are added to the table and the kernel watch list.
 
-use super::{cgroup, ContainerInfo, ContainerTable};
+use super::{cgroup, ContainerInfo, ContainerObserver, ContainerStart, ContainerTable};
 use crate::{metrics::AgentMetrics, sensor::WatchList};
 use bollard::{
     query_parameters::{EventsOptionsBuilder, ListContainersOptionsBuilder},
@@ -53,6 +53,8 @@ pub struct DockerWatcher {
     pub cgroup2: PathBuf,
     /// Metrics.
     pub metrics: Arc<AgentMetrics>,
+    /// Told about every watched container that starts or stops (network zones).
+    pub observers: Vec<Arc<dyn ContainerObserver>>,
 }
 
 impl DockerWatcher {
@@ -80,6 +82,9 @@ impl DockerWatcher {
                 self.add(&id).await;
             }
         }
+        for o in &self.observers {
+            o.synced();
+        }
         let _ = ready.send(self.table.len());
         while let Some(ev) = events.next().await {
             let ev = match ev {
@@ -103,8 +108,16 @@ impl DockerWatcher {
 
     async fn add(&self, id: &str) {
         match self.inspect(id).await {
-            Ok(Some(info)) => {
+            Ok(Some((info, start))) => {
                 let cg = info.cgroup_id;
+                for o in &self.observers {
+                    o.started(&ContainerStart {
+                        info: &info,
+                        cgroup_dir: &start.cgroup_dir,
+                        addrs: &start.addrs,
+                        labels: &start.labels,
+                    });
+                }
                 if let Err(e) = self.watch.watch(cg) {
                     tracing::error!(container_id = id, error = %e, "cannot watch container cgroup");
                     return;
@@ -132,13 +145,19 @@ impl DockerWatcher {
 
     fn remove(&self, id: &str) {
         if let Some(cg) = self.table.remove_by_id(id) {
+            for o in &self.observers {
+                o.stopped(id, cg);
+            }
             self.watch.unwatch(cg);
             tracing::info!(container_id = id, "container gone; unwatched");
             self.metrics.watched_containers.set(self.table.len() as i64);
         }
     }
 
-    async fn inspect(&self, id: &str) -> Result<Option<ContainerInfo>, DockerError> {
+    async fn inspect(
+        &self,
+        id: &str,
+    ) -> Result<Option<(ContainerInfo, StartDetails)>, DockerError> {
         let c = self.docker.inspect_container(id, None).await?;
         let config = c.config.unwrap_or_default();
         let labels = config.labels.unwrap_or_default();
@@ -164,6 +183,15 @@ impl DockerWatcher {
                 return Ok(None);
             }
         };
+        let addrs = c
+            .network_settings
+            .and_then(|n| n.networks)
+            .unwrap_or_default()
+            .values()
+            .flat_map(|e| [e.ip_address.clone(), e.global_ipv6_address.clone()])
+            .flatten()
+            .filter_map(|a| a.parse().ok())
+            .collect();
         // Mount points inside the container: what Docker mounted (volumes, binds, tmpfs) and
         // the files it always bind-mounts. Paths under them are not in the writable layer.
         let mut mounts: Vec<String> = c
@@ -201,8 +229,8 @@ impl DockerWatcher {
             .as_ref()
             .and_then(|h| h.privileged)
             .unwrap_or(false);
-        Ok(Some(ContainerInfo {
-            cgroup_dir,
+        let info = ContainerInfo {
+            cgroup_dir: cgroup_dir.clone(),
             init_pid: pid as u32,
             writable,
             privileged,
@@ -223,8 +251,23 @@ impl DockerWatcher {
             namespace: labels.get("io.kubernetes.pod.namespace").cloned(),
             role: labels.get(ROLE_LABEL).cloned(),
             cgroup_id,
-        }))
+        };
+        Ok(Some((
+            info,
+            StartDetails {
+                cgroup_dir,
+                addrs,
+                labels,
+            },
+        )))
     }
+}
+
+/// What `inspect` learns beyond [`ContainerInfo`], for observers.
+struct StartDetails {
+    cgroup_dir: PathBuf,
+    addrs: Vec<std::net::IpAddr>,
+    labels: HashMap<String, String>,
 }
 
 /// Retries `connect` for up to `wait`, for agents started alongside dockerd.

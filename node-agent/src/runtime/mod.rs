@@ -6,8 +6,32 @@ pub mod docker;
 
 use std::{
     collections::HashMap,
+    net::IpAddr,
+    path::Path,
     sync::{Arc, RwLock},
 };
+
+/// What a runtime knows about a watched container when it starts.
+pub struct ContainerStart<'a> {
+    /// The container.
+    pub info: &'a ContainerInfo,
+    /// Its cgroup v2 directory.
+    pub cgroup_dir: &'a Path,
+    /// Addresses of its own network namespace (empty when it joins another container's).
+    pub addrs: &'a [IpAddr],
+    /// All its labels.
+    pub labels: &'a HashMap<String, String>,
+}
+
+/// Something that acts on watched containers coming and going (network zones attach here).
+pub trait ContainerObserver: Send + Sync {
+    /// A watched container started (or was found running at start-up).
+    fn started(&self, c: &ContainerStart<'_>);
+    /// A watched container stopped.
+    fn stopped(&self, container_id: &str, cgroup_id: u64);
+    /// The initial list of running containers has been delivered.
+    fn synced(&self) {}
+}
 
 /// What the agent knows about a watched container.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]

@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# Network zones: what a brainbox's agent container and its sidecar may reach, enforced in the
+# kernel per container (cgroup-BPF); its own lab (agent, pod, outside netns), cleaned up on exit.
+set -euo pipefail
+printf '\n\033[1;36m▶ Network zones: no way around the sidecar (cgroup-BPF, per container)\033[0m\n'
+"$BIN/zones-demo"
