@@ -46,6 +46,8 @@ pub async fn run(cfg: AgentConfig) -> Result<(), RunError> {
         .map_err(|e| RunError::Unavailable(e.to_string()))?;
     let mut registry = Registry::default();
     metrics.register(&mut registry, sensor.kernel_stats());
+    let identity_metrics = Arc::new(crate::identity::IdentityMetrics::default());
+    identity_metrics.register(&mut registry);
     tracing::info!(programs = 4, "eBPF sensor loaded and attached");
     let watch = sensor.watch_list();
 
@@ -74,12 +76,28 @@ pub async fn run(cfg: AgentConfig) -> Result<(), RunError> {
     }
 
     let table = ContainerTable::default();
+    let profiles = Arc::new(profiles);
+    let _identity = if cfg.identity.enabled {
+        let attestor = crate::identity::attest::CgroupAttestor {
+            cgroup2: cgroup2.clone(),
+            table: table.clone(),
+            profiles: profiles.clone(),
+            trust_domain: cfg.identity.trust_domain.clone(),
+            namespace: cfg.identity.namespace.clone(),
+        };
+        Some(
+            crate::identity::start(&cfg.identity, Arc::new(attestor), identity_metrics)
+                .map_err(|e| RunError::Unavailable(format!("identity: {e}")))?,
+        )
+    } else {
+        None
+    };
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
     let watcher = docker::DockerWatcher {
         docker,
         table: table.clone(),
         watch,
-        profiles: Arc::new(profiles),
+        profiles,
         cgroup2,
         metrics: metrics.clone(),
     };

@@ -26,6 +26,8 @@ pub struct AgentConfig {
     pub docker: DockerConfig,
     /// `[events]`: where events go.
     pub events: EventsConfig,
+    /// `[identity]`: the SPIFFE Workload API server.
+    pub identity: crate::identity::IdentityConfig,
 }
 
 /// eBPF sensor settings.
@@ -68,6 +70,7 @@ impl Default for AgentConfig {
             sensor: SensorConfig::default(),
             docker: DockerConfig::default(),
             events: EventsConfig::default(),
+            identity: crate::identity::IdentityConfig::default(),
         }
     }
 }
@@ -116,6 +119,7 @@ impl Validate for AgentConfig {
                 "must be at least 1",
             ));
         }
+        self.identity.validate()?;
         if self.events.output.is_empty() {
             return Err(ConfigError::invalid(
                 "events.output",

@@ -8,6 +8,7 @@
 pub mod app;
 pub mod config;
 pub mod events;
+pub mod identity;
 pub mod metrics;
 pub mod runtime;
 pub mod sensor;
