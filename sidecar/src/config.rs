@@ -17,6 +17,8 @@ pub struct SidecarConfig {
     pub log: LogConfig,
     /// `[metrics]`: `/metrics` and `/healthz`.
     pub metrics: MetricsConfig,
+    /// `[svid]`: the pod's SPIFFE identity.
+    pub svid: crate::svid::SvidConfig,
 }
 
 impl Default for SidecarConfig {
@@ -25,6 +27,7 @@ impl Default for SidecarConfig {
             pod_name: String::new(),
             log: LogConfig::default(),
             metrics: MetricsConfig::on("127.0.0.1:9465"),
+            svid: crate::svid::SvidConfig::default(),
         }
     }
 }
@@ -33,6 +36,7 @@ impl Validate for SidecarConfig {
     fn validate(&self) -> Result<(), ConfigError> {
         self.log.validate("log")?;
         self.metrics.addr("metrics")?;
+        self.svid.validate()?;
         Ok(())
     }
 }
