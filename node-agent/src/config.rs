@@ -26,6 +26,34 @@ pub struct AgentConfig {
     pub docker: DockerConfig,
     /// `[events]`: where events go.
     pub events: EventsConfig,
+    /// `[rules]`: detection rules.
+    pub rules: RulesConfig,
+    /// `[response]`: freeze, capture, seal, recycle.
+    pub response: crate::response::ResponseConfig,
+    /// `[alerts]`: NATS JetStream and the spool.
+    pub alerts: crate::alerting::AlertsConfig,
+}
+
+/// Detection rule settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RulesConfig {
+    /// Evaluate rules (default true).
+    pub enabled: bool,
+    /// Falco rule files, loaded in order: upstream first, then overrides.
+    pub files: Vec<PathBuf>,
+}
+
+impl Default for RulesConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            files: vec![
+                PathBuf::from("rules/falco/falco_rules.yaml"),
+                PathBuf::from("profiles/rules/brainbox-overrides.yaml"),
+            ],
+        }
+    }
     /// `[identity]`: the SPIFFE Workload API server.
     pub identity: crate::identity::IdentityConfig,
 }
@@ -58,6 +86,8 @@ pub struct EventsConfig {
     pub output: String,
     /// Also report events of containers that disappeared before they could be identified.
     pub include_unattributed: bool,
+    /// Write every watched syscall as an event, not only execs (verbose; for forensics and tests).
+    pub syscalls: bool,
 }
 
 impl Default for AgentConfig {
@@ -70,6 +100,9 @@ impl Default for AgentConfig {
             sensor: SensorConfig::default(),
             docker: DockerConfig::default(),
             events: EventsConfig::default(),
+            rules: RulesConfig::default(),
+            response: crate::response::ResponseConfig::default(),
+            alerts: crate::alerting::AlertsConfig::default(),
             identity: crate::identity::IdentityConfig::default(),
         }
     }
@@ -98,6 +131,7 @@ impl Default for EventsConfig {
         Self {
             output: "-".into(),
             include_unattributed: false,
+            syscalls: false,
         }
     }
 }
@@ -117,6 +151,12 @@ impl Validate for AgentConfig {
             return Err(ConfigError::invalid(
                 "sensor.stats_interval_secs",
                 "must be at least 1",
+            ));
+        }
+        if self.rules.enabled && self.rules.files.is_empty() {
+            return Err(ConfigError::invalid(
+                "rules.files",
+                "empty; list rule files or set rules.enabled = false",
             ));
         }
         self.identity.validate()?;

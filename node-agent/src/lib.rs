@@ -5,10 +5,15 @@
 //! between enrichment and output.
 #![doc(html_no_source)]
 
+pub mod alerting;
 pub mod app;
 pub mod config;
+pub mod detect;
+pub mod enrich;
 pub mod events;
 pub mod identity;
 pub mod metrics;
+pub mod process;
+pub mod response;
 pub mod runtime;
 pub mod sensor;

@@ -17,6 +17,18 @@ pub struct SidecarConfig {
     pub log: LogConfig,
     /// `[metrics]`: `/metrics` and `/healthz`.
     pub metrics: MetricsConfig,
+    /// `[redact]`: log redaction.
+    pub redact: RedactConfig,
+}
+
+/// `[redact]`: where the redaction rules and the fingerprint key come from.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedactConfig {
+    /// Directory of `kind: redact-rules` files (e.g. `/etc/brainbox/profiles/redact`).
+    pub rules_dir: Option<std::path::PathBuf>,
+    /// File whose content keys the fingerprints; pods that share it correlate findings.
+    pub key_file: Option<std::path::PathBuf>,
     /// `[svid]`: the pod's SPIFFE identity.
     pub svid: crate::svid::SvidConfig,
 }
@@ -27,6 +39,7 @@ impl Default for SidecarConfig {
             pod_name: String::new(),
             log: LogConfig::default(),
             metrics: MetricsConfig::on("127.0.0.1:9465"),
+            redact: RedactConfig::default(),
             svid: crate::svid::SvidConfig::default(),
         }
     }

@@ -2,4 +2,5 @@
 //! (`egress`) and log redaction (`redact`) land here as modules.
 
 pub mod config;
+pub mod redact;
 pub mod svid;

@@ -20,6 +20,8 @@ struct Cli {
 enum Command {
     /// Serve the pod (the default).
     Run,
+    /// Redact log lines: stdin to stdout (one line out per line in), or a socket/tailed files.
+    Redact(brainbox_sidecar::redact::RedactArgs),
     /// Fetch this process's SVID once from the Workload API and print it as JSON (exit 1 and
     /// the server's error when refused).
     SvidFetch {
@@ -71,6 +73,19 @@ fn main() {
                     eprintln!("brainbox-sidecar: {e}");
                     std::process::exit(1);
                 }
+            }
+        }
+        Command::Redact(args) => {
+            if let Err(e) =
+                rt.block_on(brainbox_sidecar::redact::run(args.with_config(&cfg.redact)))
+            {
+                eprintln!("brainbox-sidecar redact: {e}");
+                std::process::exit(match e {
+                    brainbox_sidecar::redact::RedactError::Engine(_) => {
+                        brainbox_common::EXIT_CONFIG
+                    }
+                    _ => 1,
+                });
             }
         }
         Command::Run => {

@@ -1,0 +1,448 @@
+//! The JSON path: a scanner that walks one JSON document in place and rewrites only the string
+//! (and number) tokens that hold secrets, so the output is the input byte for byte except those
+//! tokens, and stays valid JSON. Values under sensitive keys (`password`, `token`,
+//! `authorization`, …) are redacted whole, at any depth; every other string is searched with the
+//! rules after decoding its escapes (a secret written as `ghp\u005f…` is still found).
+
+use crate::{escape, validate, Class, Engine, Finding, KindId, Redaction};
+use std::borrow::Cow;
+
+/// Deeper documents are not treated as JSON (the text path still redacts them).
+const MAX_DEPTH: usize = 128;
+
+struct Edit {
+    start: usize,
+    end: usize,
+    with: String,
+}
+
+struct Parser<'a, 'e> {
+    b: &'a [u8],
+    i: usize,
+    e: &'e Engine,
+    edits: Vec<Edit>,
+    class: Class,
+    kinds: Vec<KindId>,
+    scratch: Vec<Finding>,
+}
+
+type R = Result<(), ()>;
+
+/// Redact a JSON line; `None` when the line is not one valid JSON document.
+pub(crate) fn redact<'a>(e: &Engine, line: &'a [u8]) -> Option<Redaction<'a>> {
+    let text = std::str::from_utf8(line).ok()?;
+    let mut p = Parser {
+        b: line,
+        i: 0,
+        e,
+        edits: Vec::new(),
+        class: Class::CLEAN,
+        kinds: Vec::new(),
+        scratch: Vec::new(),
+    };
+    p.value(0, None).ok()?;
+    p.ws();
+    if p.i != line.len() {
+        return None;
+    }
+    if p.edits.is_empty() {
+        return Some(Redaction {
+            text: Cow::Borrowed(text),
+            class: Class::CLEAN,
+            kinds: Vec::new(),
+        });
+    }
+    let mut out = String::with_capacity(line.len() + 32);
+    let mut at = 0;
+    for ed in &p.edits {
+        out.push_str(&text[at..ed.start]);
+        out.push_str(&ed.with);
+        at = ed.end;
+    }
+    out.push_str(&text[at..]);
+    Some(Redaction {
+        text: Cow::Owned(out),
+        class: p.class,
+        kinds: p.kinds,
+    })
+}
+
+impl Parser<'_, '_> {
+    fn ws(&mut self) {
+        while let Some(&c @ (b' ' | b'\t' | b'\n' | b'\r')) = self.b.get(self.i) {
+            // A raw CR/LF between tokens is valid JSON but would break the line on a terminal:
+            // a space is the same document.
+            if c == b'\n' || c == b'\r' {
+                self.edits.push(Edit {
+                    start: self.i,
+                    end: self.i + 1,
+                    with: " ".to_string(),
+                });
+            }
+            self.i += 1;
+        }
+    }
+
+    fn expect(&mut self, c: u8) -> R {
+        self.ws();
+        if self.b.get(self.i) == Some(&c) {
+            self.i += 1;
+            Ok(())
+        } else {
+            Err(())
+        }
+    }
+
+    fn value(&mut self, depth: usize, sens: Option<KindId>) -> R {
+        if depth > MAX_DEPTH {
+            return Err(());
+        }
+        self.ws();
+        match self.b.get(self.i).copied() {
+            Some(b'{') => self.object(depth, sens),
+            Some(b'[') => self.array(depth, sens),
+            Some(b'"') => {
+                let (s, e, esc) = self.string()?;
+                self.on_string(s, e, esc, sens)
+            }
+            Some(b't') => self.lit(b"true"),
+            Some(b'f') => self.lit(b"false"),
+            Some(b'n') => self.lit(b"null"),
+            Some(b'-' | b'0'..=b'9') => {
+                let (s, e) = self.number()?;
+                self.on_number(s, e, sens)
+            }
+            _ => Err(()),
+        }
+    }
+
+    fn lit(&mut self, w: &[u8]) -> R {
+        if self.b[self.i..].starts_with(w) {
+            self.i += w.len();
+            Ok(())
+        } else {
+            Err(())
+        }
+    }
+
+    fn object(&mut self, depth: usize, sens: Option<KindId>) -> R {
+        self.i += 1;
+        self.ws();
+        if self.b.get(self.i) == Some(&b'}') {
+            self.i += 1;
+            return Ok(());
+        }
+        loop {
+            self.ws();
+            if self.b.get(self.i) != Some(&b'"') {
+                return Err(());
+            }
+            let (ks, ke, esc) = self.string()?;
+            let b = self.b;
+            let key = decode(&b[ks + 1..ke - 1], esc)?;
+            let child = match self.e.sensitive_key(key.as_bytes()) {
+                Some(k) => Some(k),
+                // Leaves under a sensitive object are sensitive too, unless their own name says
+                // they are a setting (`expires_at`, `type`).
+                None => sens.filter(|_| !validate::is_harmless_key(key.as_bytes())),
+            };
+            self.on_string(ks, ke, esc, None)?;
+            self.expect(b':')?;
+            self.value(depth + 1, child)?;
+            self.ws();
+            match self.b.get(self.i) {
+                Some(b',') => self.i += 1,
+                Some(b'}') => {
+                    self.i += 1;
+                    return Ok(());
+                }
+                _ => return Err(()),
+            }
+        }
+    }
+
+    fn array(&mut self, depth: usize, sens: Option<KindId>) -> R {
+        self.i += 1;
+        self.ws();
+        if self.b.get(self.i) == Some(&b']') {
+            self.i += 1;
+            return Ok(());
+        }
+        loop {
+            self.value(depth + 1, sens)?;
+            self.ws();
+            match self.b.get(self.i) {
+                Some(b',') => self.i += 1,
+                Some(b']') => {
+                    self.i += 1;
+                    return Ok(());
+                }
+                _ => return Err(()),
+            }
+        }
+    }
+
+    /// Scan a string token; returns (index of the opening quote, index after the closing quote,
+    /// whether it holds escapes).
+    fn string(&mut self) -> Result<(usize, usize, bool), ()> {
+        let start = self.i;
+        self.i += 1;
+        let mut esc = false;
+        loop {
+            // Jump to the next byte that matters.
+            let rest = &self.b[self.i..];
+            let Some(off) = rest
+                .iter()
+                .position(|&c| c == b'"' || c == b'\\' || c < 0x20)
+            else {
+                return Err(());
+            };
+            self.i += off;
+            match self.b[self.i] {
+                b'"' => {
+                    self.i += 1;
+                    return Ok((start, self.i, esc));
+                }
+                b'\\' => {
+                    esc = true;
+                    match self.b.get(self.i + 1) {
+                        Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => self.i += 2,
+                        Some(b'u') => {
+                            let hex = self.b.get(self.i + 2..self.i + 6).ok_or(())?;
+                            if !hex.iter().all(u8::is_ascii_hexdigit) {
+                                return Err(());
+                            }
+                            self.i += 6;
+                        }
+                        _ => return Err(()),
+                    }
+                }
+                _ => return Err(()),
+            }
+        }
+    }
+
+    fn number(&mut self) -> Result<(usize, usize), ()> {
+        let s = self.i;
+        let b = self.b;
+        let mut i = self.i;
+        if b.get(i) == Some(&b'-') {
+            i += 1;
+        }
+        match b.get(i) {
+            Some(b'0') => i += 1,
+            Some(b'1'..=b'9') => {
+                while b.get(i).is_some_and(u8::is_ascii_digit) {
+                    i += 1;
+                }
+            }
+            _ => return Err(()),
+        }
+        if b.get(i) == Some(&b'.') {
+            i += 1;
+            if !b.get(i).is_some_and(u8::is_ascii_digit) {
+                return Err(());
+            }
+            while b.get(i).is_some_and(u8::is_ascii_digit) {
+                i += 1;
+            }
+        }
+        if let Some(b'e' | b'E') = b.get(i) {
+            i += 1;
+            if let Some(b'+' | b'-') = b.get(i) {
+                i += 1;
+            }
+            if !b.get(i).is_some_and(u8::is_ascii_digit) {
+                return Err(());
+            }
+            while b.get(i).is_some_and(u8::is_ascii_digit) {
+                i += 1;
+            }
+        }
+        self.i = i;
+        Ok((s, i))
+    }
+
+    fn kind_class(&self, k: KindId) -> Class {
+        match self.e.kind_name(k) {
+            "us-ssn" | "payment-card" | "email" | "phone" | "iban" => Class::PII,
+            _ => Class::SECRET,
+        }
+    }
+
+    fn redact_whole(&mut self, s: usize, e: usize, kind: KindId, content: &str) {
+        // `Bearer <token>` keeps its scheme, so the value still says what it was.
+        let mut with = String::new();
+        let mut secret = content;
+        if self.e.kind_name(kind) == "authorization" {
+            if let Some((scheme, rest)) = content.split_once(' ') {
+                if !rest.is_empty()
+                    && scheme.len() <= 20
+                    && scheme
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                {
+                    with.push_str(scheme);
+                    with.push(' ');
+                    secret = rest.trim_start();
+                }
+            }
+        }
+        with.push_str(&self.e.marker(kind, secret.as_bytes()));
+        self.edits.push(Edit {
+            start: s,
+            end: e,
+            with: quote(&with),
+        });
+        self.class = self.class.union(self.kind_class(kind));
+        self.kinds.push(kind);
+    }
+
+    fn on_string(&mut self, s: usize, e: usize, esc: bool, sens: Option<KindId>) -> R {
+        let b = self.b;
+        let raw = &b[s + 1..e - 1];
+        let content = decode(raw, esc)?;
+        if let Some(kind) = sens {
+            if !content.is_empty() && !validate::is_placeholder(content.as_bytes()) {
+                self.redact_whole(s, e, kind, &content);
+                return Ok(());
+            }
+        }
+        let mut findings = std::mem::take(&mut self.scratch);
+        self.e.find_in(content.as_bytes(), &mut findings);
+        if !findings.is_empty() {
+            let mut plain = String::with_capacity(content.len() + 32);
+            self.e
+                .render(content.as_bytes(), &findings, &mut plain, false);
+            for f in &findings {
+                self.class = self.class.union(f.class);
+                self.kinds.push(f.kind);
+            }
+            self.edits.push(Edit {
+                start: s,
+                end: e,
+                with: quote(&plain),
+            });
+        } else if raw.iter().any(|b| *b >= 0x80 || *b == 0x7f) {
+            // Raw (unescaped) line separators, bidi overrides or DEL: write them as JSON escapes.
+            let raw_str = std::str::from_utf8(raw).map_err(|_| ())?;
+            if escape::str_needs_escape(raw_str) || raw.contains(&0x7f) {
+                self.edits.push(Edit {
+                    start: s,
+                    end: e,
+                    with: quote(&content),
+                });
+            }
+        }
+        self.scratch = findings;
+        Ok(())
+    }
+
+    fn on_number(&mut self, s: usize, e: usize, sens: Option<KindId>) -> R {
+        let b = self.b;
+        let text = &b[s..e];
+        let text_str = std::str::from_utf8(text).map_err(|_| ())?;
+        if let Some(kind) = sens {
+            self.redact_whole(s, e, kind, text_str);
+            return Ok(());
+        }
+        if text.iter().filter(|b| b.is_ascii_digit()).count() < 8 {
+            return Ok(());
+        }
+        let mut findings = std::mem::take(&mut self.scratch);
+        self.e.find_in(text, &mut findings);
+        if !findings.is_empty() {
+            let mut plain = String::new();
+            self.e.render(text, &findings, &mut plain, false);
+            for f in &findings {
+                self.class = self.class.union(f.class);
+                self.kinds.push(f.kind);
+            }
+            self.edits.push(Edit {
+                start: s,
+                end: e,
+                with: quote(&plain),
+            });
+        }
+        self.scratch = findings;
+        Ok(())
+    }
+}
+
+/// Decode a JSON string's content (without quotes).
+fn decode(raw: &[u8], esc: bool) -> Result<Cow<'_, str>, ()> {
+    let s = std::str::from_utf8(raw).map_err(|_| ())?;
+    if !esc {
+        return Ok(Cow::Borrowed(s));
+    }
+    let mut out = String::with_capacity(s.len());
+    let b = raw;
+    let mut i = 0;
+    while i < b.len() {
+        let Some(off) = b[i..].iter().position(|&c| c == b'\\') else {
+            out.push_str(&s[i..]);
+            break;
+        };
+        out.push_str(&s[i..i + off]);
+        i += off;
+        let c = *b.get(i + 1).ok_or(())?;
+        i += 2;
+        match c {
+            b'"' => out.push('"'),
+            b'\\' => out.push('\\'),
+            b'/' => out.push('/'),
+            b'b' => out.push('\u{8}'),
+            b'f' => out.push('\u{c}'),
+            b'n' => out.push('\n'),
+            b'r' => out.push('\r'),
+            b't' => out.push('\t'),
+            b'u' => {
+                let hi = hex4(b.get(i..i + 4).ok_or(())?)?;
+                i += 4;
+                let cp = if (0xD800..0xDC00).contains(&hi) && b.get(i..i + 2) == Some(b"\\u") {
+                    match b.get(i + 2..i + 6).map(hex4) {
+                        Some(Ok(lo)) if (0xDC00..0xE000).contains(&lo) => {
+                            i += 6;
+                            0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00)
+                        }
+                        _ => 0xFFFD,
+                    }
+                } else {
+                    hi
+                };
+                out.push(char::from_u32(cp).unwrap_or('\u{FFFD}'));
+            }
+            _ => return Err(()),
+        }
+    }
+    Ok(Cow::Owned(out))
+}
+
+fn hex4(h: &[u8]) -> Result<u32, ()> {
+    let s = std::str::from_utf8(h).map_err(|_| ())?;
+    u32::from_str_radix(s, 16).map_err(|_| ())
+}
+
+/// Encode a JSON string token, escaping controls and the code points [`escape`] guards against.
+pub(crate) fn quote(s: &str) -> String {
+    let mut o = String::with_capacity(s.len() + 2);
+    o.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => o.push_str("\\\""),
+            '\\' => o.push_str("\\\\"),
+            '\n' => o.push_str("\\n"),
+            '\r' => o.push_str("\\r"),
+            '\t' => o.push_str("\\t"),
+            c if (c as u32) < 0x20
+                || ('\u{7f}'..='\u{9f}').contains(&c)
+                || escape::str_needs_escape(c.encode_utf8(&mut [0; 4])) =>
+            {
+                o.push_str(&format!("\\u{:04x}", c as u32));
+            }
+            c => o.push(c),
+        }
+    }
+    o.push('"');
+    o
+}

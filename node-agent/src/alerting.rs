@@ -1,0 +1,153 @@
+//! The alert path off the node: alerts go to NATS JetStream through `brainbox-alerts`'
+//! publisher (message id = alert id, so retries de-duplicate; an fsynced spool while NATS is
+//! down, replayed in order). An alert whose response captures evidence is held until the
+//! response finishes, so the operator gets one alert that carries its bundle id.
+
+use crate::detect::Alert;
+use brainbox_alerts::{
+    metrics::AlertMetrics,
+    publisher::{Publisher, PublisherConfig, PublisherState},
+    schema::{Alert as WireAlert, ContainerRef, Priority},
+};
+use serde::Deserialize;
+use std::{collections::HashMap, path::PathBuf, str::FromStr};
+
+/// `[alerts]` settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlertsConfig {
+    /// Publish alerts to NATS JetStream (default true).
+    pub enabled: bool,
+    /// NATS server.
+    pub nats_url: String,
+    /// The on-disk spool used while NATS is unreachable.
+    pub spool_dir: PathBuf,
+}
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            nats_url: "nats://127.0.0.1:4222".into(),
+            spool_dir: PathBuf::from("/var/lib/brainbox/spool"),
+        }
+    }
+}
+
+/// Converts an agent alert to the wire schema.
+pub fn to_wire(a: &Alert, evidence_id: Option<String>) -> WireAlert {
+    let container = a.container.as_ref();
+    WireAlert {
+        id: a.id.clone(),
+        time: a.time.clone(),
+        node: a.node.clone(),
+        container: ContainerRef {
+            id: container
+                .map(|c| c.id.clone())
+                .unwrap_or_else(|| "host".into()),
+            name: container.map(|c| c.name.clone()).unwrap_or_default(),
+            image: container
+                .map(|c| {
+                    if c.image_id.is_empty() {
+                        c.image.clone()
+                    } else {
+                        format!("{}@{}", c.image, c.image_id)
+                    }
+                })
+                .unwrap_or_default(),
+        },
+        rule: a.rule.clone(),
+        priority: Priority::from_str(&a.priority).unwrap_or(Priority::Warning),
+        tags: a.tags.clone(),
+        output: a.output.clone(),
+        evidence_id,
+    }
+}
+
+/// The agent's side of the alert path.
+pub struct AlertPath {
+    publisher: Publisher,
+    held: HashMap<String, Alert>,
+}
+
+impl AlertPath {
+    /// Starts the publisher (NATS need not be up: alerts are spooled until it is).
+    pub async fn start(cfg: &AlertsConfig, metrics: AlertMetrics) -> Result<Self, String> {
+        let pc = PublisherConfig::new(&cfg.nats_url, &cfg.spool_dir);
+        let (publisher, _task) = Publisher::start(pc, metrics)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(Self {
+            publisher,
+            held: HashMap::new(),
+        })
+    }
+
+    /// The publisher's state (breaker, spool), for safe mode.
+    pub fn state(&self) -> tokio::sync::watch::Receiver<PublisherState> {
+        self.publisher.state()
+    }
+
+    /// Sends an alert now.
+    pub async fn send(&self, a: &Alert, evidence_id: Option<String>) {
+        let wire = to_wire(a, evidence_id);
+        match self.publisher.submit(wire).await {
+            Ok(receipt) => {
+                let id = a.id.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = receipt.wait().await {
+                        tracing::error!(alert_id = %id, error = %e, "alert not delivered or spooled");
+                    }
+                });
+            }
+            Err(e) => {
+                tracing::error!(alert_id = %a.id, error = %e, "alert refused by the publisher")
+            }
+        }
+    }
+
+    /// Holds an alert until its response reports (at most a bounded number are held).
+    pub fn hold(&mut self, a: Alert) {
+        self.held.insert(a.id.clone(), a);
+    }
+
+    /// Releases a held alert with the response's evidence id.
+    pub async fn release(&mut self, alert_id: &str, evidence_id: Option<String>) {
+        if let Some(a) = self.held.remove(alert_id) {
+            self.send(&a, evidence_id).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wire_alert_checks_and_keeps_fields() {
+        let a = Alert {
+            kind: "alert",
+            id: "0123456789abcdef0123456789abcdef".into(),
+            time: "2026-11-25T00:00:00Z".into(),
+            node: "n".into(),
+            rule: "Netcat Remote Code Execution in Container".into(),
+            priority: "critical".into(),
+            tags: vec!["brainbox".into()],
+            output: "out".into(),
+            container: None,
+            process: crate::detect::AlertProcess {
+                pid: 1,
+                name: "nc".into(),
+                cmdline: "nc".into(),
+                exepath: "/bin/nc".into(),
+                uid: 0,
+            },
+            evt_type: "execve",
+        };
+        let w = to_wire(&a, Some("bundle".into()));
+        assert!(w.check().is_ok());
+        assert_eq!(w.priority, Priority::Critical);
+        assert_eq!(w.evidence_id.as_deref(), Some("bundle"));
+        assert_eq!(w.container.id, "host");
+    }
+}
