@@ -130,7 +130,6 @@ pub async fn run(cfg: AgentConfig) -> Result<(), RunError> {
     let mut recent: RecentEvents<crate::enrich::Enriched> = RecentEvents::default();
 
     let table = ContainerTable::default();
-    let profiles = Arc::new(profiles);
     let _identity = if cfg.identity.enabled {
         let attestor = crate::identity::attest::CgroupAttestor {
             cgroup2: cgroup2.clone(),

@@ -32,6 +32,8 @@ pub struct AgentConfig {
     pub response: crate::response::ResponseConfig,
     /// `[alerts]`: NATS JetStream and the spool.
     pub alerts: crate::alerting::AlertsConfig,
+    /// `[identity]`: the SPIFFE Workload API server.
+    pub identity: crate::identity::IdentityConfig,
 }
 
 /// Detection rule settings.
@@ -54,8 +56,6 @@ impl Default for RulesConfig {
             ],
         }
     }
-    /// `[identity]`: the SPIFFE Workload API server.
-    pub identity: crate::identity::IdentityConfig,
 }
 
 /// eBPF sensor settings.

@@ -19,6 +19,8 @@ pub struct SidecarConfig {
     pub metrics: MetricsConfig,
     /// `[redact]`: log redaction.
     pub redact: RedactConfig,
+    /// `[svid]`: the pod's SPIFFE identity.
+    pub svid: crate::svid::SvidConfig,
 }
 
 /// `[redact]`: where the redaction rules and the fingerprint key come from.
@@ -29,8 +31,6 @@ pub struct RedactConfig {
     pub rules_dir: Option<std::path::PathBuf>,
     /// File whose content keys the fingerprints; pods that share it correlate findings.
     pub key_file: Option<std::path::PathBuf>,
-    /// `[svid]`: the pod's SPIFFE identity.
-    pub svid: crate::svid::SvidConfig,
 }
 
 impl Default for SidecarConfig {

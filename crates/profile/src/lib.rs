@@ -275,10 +275,6 @@ impl IdentityProfile {
     }
 }
 
-fn yes() -> bool {
-    true
-}
-
 /// Errors loading profiles; each names the file and, where known, the field.
 #[derive(Debug, thiserror::Error)]
 pub enum ProfileError {

@@ -126,6 +126,8 @@ pub fn identity_of(
         });
     }
     let pod = c.pod.clone().unwrap_or_else(|| c.name.clone());
+    // Kubernetes containers carry their namespace; Docker lab containers use the configured one.
+    let namespace = c.namespace.as_deref().unwrap_or(namespace);
     let spiffe_id = render_template(
         &ident.spiffe_id,
         &[
@@ -193,6 +195,11 @@ mod tests {
             pod: Some("p1".into()),
             role: Some(role.into()),
             cgroup_id: cg,
+            namespace: None,
+            cgroup_dir: std::path::PathBuf::new(),
+            writable: None,
+            privileged: false,
+            init_pid: 0,
         }
     }
 

@@ -53,6 +53,11 @@ pub fn start(pod: &str, ttl_secs: u64) -> LocalApi {
         pod: Some(pod.into()),
         role: None,
         cgroup_id: cg,
+        namespace: None,
+        cgroup_dir: std::path::PathBuf::new(),
+        writable: None,
+        privileged: false,
+        init_pid: 0,
     });
     let cfg = IdentityConfig {
         socket: socket.clone(),
