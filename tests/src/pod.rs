@@ -45,15 +45,14 @@ pub struct PodSpec<'a> {
     pub attack_tool: bool,
     /// Extra `docker run` arguments for the agent container (before the image).
     pub agent_args: Vec<String>,
-}
-
-/// Where the attack tool is mounted inside the agent container.
-pub const ATTACK_TOOL: &str = "/opt/brainbox/brainbox-attack";
     /// The node agent's Workload API socket folder, mounted read-only into the sidecar at
     /// [`WORKLOAD_API_MOUNT`] with `SPIFFE_ENDPOINT_SOCKET` pointing at it (as a DaemonSet's
     /// hostPath would be); `None` leaves the sidecar without identity.
     pub workload_api_dir: Option<std::path::PathBuf>,
 }
+
+/// Where the attack tool is mounted inside the agent container.
+pub const ATTACK_TOOL: &str = "/opt/brainbox/brainbox-attack";
 
 /// Where pods see the Workload API socket folder.
 pub const WORKLOAD_API_MOUNT: &str = "/run/brainbox/workload";

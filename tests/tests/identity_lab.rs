@@ -46,12 +46,16 @@ fn lab_pods_get_their_own_identity_and_strangers_are_refused() {
     let mut agent = Agent::start(&[]).unwrap();
     let dir = agent.workload_api_dir();
     let (na, nb) = (unique("id-a"), unique("id-b"));
-    let spec = |name: &str| PodSpec {
+    let a = Pod::start(&PodSpec {
         workload_api_dir: Some(dir.clone()),
-        ..PodSpec::new(name)
-    };
-    let a = Pod::start(&spec(&na)).unwrap();
-    let b = Pod::start(&spec(&nb)).unwrap();
+        ..PodSpec::new(&na)
+    })
+    .unwrap();
+    let b = Pod::start(&PodSpec {
+        workload_api_dir: Some(dir.clone()),
+        ..PodSpec::new(&nb)
+    })
+    .unwrap();
     agent.wait_watching(&a.sidecar.id).unwrap();
     agent.wait_watching(&b.sidecar.id).unwrap();
 
