@@ -173,8 +173,14 @@ async fn mtls_with_rotating_svids_has_zero_failures_for_a_minute() {
     let mut ok = 0u64;
     let mut failures = Vec::new();
     let mut server_serials = HashSet::new();
+    let mut store_serials = HashSet::new();
     let start = Instant::now();
     while start.elapsed() < RUN {
+        if let Some(ck) = server_id.store.current() {
+            if let Ok(p) = brainbox_identity::x509::parse_svid(ck.cert[0].as_ref()) {
+                store_serials.insert(p.serial_hex);
+            }
+        }
         let attempt = async {
             let tcp = tokio::net::TcpStream::connect(addr).await?;
             let name = rustls::pki_types::ServerName::try_from("workload").unwrap();
@@ -212,9 +218,10 @@ async fn mtls_with_rotating_svids_has_zero_failures_for_a_minute() {
     let client_rot = client_id.metrics.rotations.get() - rotations_before.1;
     let client_serials = client_serials.lock().unwrap().len();
     eprintln!(
-        "requests ok={ok} failures={} server_rotations={server_rot} client_rotations={client_rot} \
+        "store_serials={} requests ok={ok} failures={} server_rotations={server_rot} client_rotations={client_rot} \
          server_certs_seen={} client_certs_seen={client_serials} file_reads={} bad_versioned={} \
          partial_top_level={} straddled_top_level={}",
+        store_serials.len(),
         failures.len(),
         server_serials.len(),
         stats.reads.load(Ordering::Relaxed),

@@ -106,25 +106,28 @@ impl SpiffeTls {
         })
     }
 
-    /// A server configuration requiring client SVIDs.
+    /// A server configuration requiring client SVIDs. Session resumption is off: a resumed
+    /// session skips certificate verification, so a revoked or rotated-out peer SVID would keep
+    /// working; a full handshake per connection is the price of the deny-list taking effect.
     pub fn server_config(self: &Arc<Self>) -> Result<rustls::ServerConfig, rustls::Error> {
-        Ok(
-            rustls::ServerConfig::builder_with_provider(self.provider.clone())
-                .with_protocol_versions(&[&rustls::version::TLS13])?
-                .with_client_cert_verifier(self.clone())
-                .with_cert_resolver(self.clone()),
-        )
+        let mut c = rustls::ServerConfig::builder_with_provider(self.provider.clone())
+            .with_protocol_versions(&[&rustls::version::TLS13])?
+            .with_client_cert_verifier(self.clone())
+            .with_cert_resolver(self.clone());
+        c.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+        c.send_tls13_tickets = 0;
+        Ok(c)
     }
 
-    /// A client configuration presenting our SVID.
+    /// A client configuration presenting our SVID (no session resumption, as for the server).
     pub fn client_config(self: &Arc<Self>) -> Result<rustls::ClientConfig, rustls::Error> {
-        Ok(
-            rustls::ClientConfig::builder_with_provider(self.provider.clone())
-                .with_protocol_versions(&[&rustls::version::TLS13])?
-                .dangerous()
-                .with_custom_certificate_verifier(self.clone())
-                .with_client_cert_resolver(self.clone()),
-        )
+        let mut c = rustls::ClientConfig::builder_with_provider(self.provider.clone())
+            .with_protocol_versions(&[&rustls::version::TLS13])?
+            .dangerous()
+            .with_custom_certificate_verifier(self.clone())
+            .with_client_cert_resolver(self.clone());
+        c.resumption = rustls::client::Resumption::disabled();
+        Ok(c)
     }
 
     fn verify_peer(
