@@ -46,6 +46,23 @@ pub async fn run(cfg: AgentConfig) -> Result<(), RunError> {
     let profiles = ProfileSet::load_dir(&cfg.profiles_dir)
         .map_err(|e| RunError::Config(format!("profiles: {e}")))?;
     let node = cfg.node();
+    // One redaction engine for everything that leaves the node: alert outputs, command lines,
+    // captured environments.
+    let mut rb = brainbox_redact::Engine::builder();
+    let redact_dir = cfg.profiles_dir.join("redact");
+    if redact_dir.is_dir() {
+        rb = rb
+            .rules_dir(&redact_dir)
+            .map_err(|e| RunError::Config(format!("redaction rules: {e}")))?;
+    }
+    let redactor = Arc::new(
+        rb.build()
+            .map_err(|e| RunError::Config(format!("redaction: {e}")))?,
+    );
+    let redact_fn = {
+        let r = redactor.clone();
+        move |s: &str| r.redact_text(s).text.into_owned()
+    };
     let detector = if cfg.rules.enabled {
         let d = Detector::load(&cfg.rules.files)
             .map_err(|e| RunError::Config(format!("rules: {e}")))?;
@@ -115,8 +132,13 @@ pub async fn run(cfg: AgentConfig) -> Result<(), RunError> {
 
     let profiles = Arc::new(profiles);
     let responder = if cfg.response.enabled {
-        let r = Responder::open(docker.clone(), cfg.response.clone(), node.clone())
-            .map_err(|e| RunError::Unavailable(e.to_string()))?;
+        let r = Responder::open(
+            docker.clone(),
+            cfg.response.clone(),
+            node.clone(),
+            redactor.clone(),
+        )
+        .map_err(|e| RunError::Unavailable(e.to_string()))?;
         tracing::info!(
             audit_log = %cfg.response.audit_log.display(),
             evidence_dir = %cfg.response.evidence_dir.display(),
@@ -156,7 +178,9 @@ pub async fn run(cfg: AgentConfig) -> Result<(), RunError> {
     };
     let mut watcher_task = tokio::spawn(watcher.run(ready_tx));
 
-    let (tx, mut rx) = tokio::sync::mpsc::channel(8192);
+    // Batches of up to `sensor::BATCH` events: at most 8192 events queued, as before batching.
+    let (tx, mut rx) = tokio::sync::mpsc::channel(8192 / crate::sensor::BATCH);
+    let processed = crate::metrics::PerKind::new(&metrics.events_processed);
     let mut sensor_task = tokio::spawn(sensor.run(
         tx,
         metrics.clone(),
@@ -175,55 +199,33 @@ pub async fn run(cfg: AgentConfig) -> Result<(), RunError> {
         .map_err(|e| RunError::Runtime(e.to_string()))?;
     loop {
         tokio::select! {
-            ev = rx.recv() => {
-                let Some(ev) = ev else { break };
-                let Some(ev) = enrich::enrich(&ev, &mut procs, &table) else { continue };
+            batch = rx.recv() => {
+                let Some(batch) = batch else { break };
+                let mut response = ResponseState {
+                    profiles: &profiles,
+                    responder: responder.as_ref(),
+                    recent: &mut recent,
+                    done: &resp_tx,
+                };
+                let mut raised = Vec::new();
+                for ev in &batch {
+                    raised.extend(handle(ev, &mut procs, &table, &cfg, &node, detector.as_ref(), &redact_fn, &mut sink, &metrics, &mut response)?);
+                    processed.inc_by(ev.kind_name(), 1);
+                }
+                if let Some(path) = alert_path.as_mut() {
+                    for (alert, responding) in raised {
+                        if responding {
+                            path.hold(alert);
+                        } else {
+                            path.send(&alert, None).await;
+                        }
+                    }
+                }
                 if last_expiry.elapsed() > Duration::from_secs(1) {
                     procs.expire(std::time::Instant::now());
                     recent.retain(|cg| table.get(cg).is_some());
                     metrics.processes.set(procs.len() as i64);
                     last_expiry = std::time::Instant::now();
-                }
-                if let (Some(_), Some(c)) = (&responder, &ev.container) {
-                    recent.push(c.cgroup_id, ev.clone(), cfg.response.recent_events);
-                }
-                if ev.container.is_none() {
-                    metrics.unattributed.inc();
-                    if !cfg.events.include_unattributed {
-                        continue;
-                    }
-                }
-                if ev.is_exec() || cfg.events.syscalls {
-                    let out = events::build(&ev, &node);
-                    if let Err(e) = sink.write(&out) {
-                        return Err(RunError::Runtime(format!("writing events: {e}")));
-                    }
-                }
-                if let Some(d) = &detector {
-                    for alert in d.evaluate(&ev, &node, &|s: &str| s.to_owned()) {
-                        metrics.alerts.get_or_create(&crate::metrics::RuleLabel {
-                            rule: alert.rule.clone(),
-                            priority: alert.priority.clone(),
-                        }).inc();
-                        tracing::warn!(
-                            rule = %alert.rule,
-                            priority = %alert.priority,
-                            container = alert.container.as_ref().map(|c| c.name.as_str()).unwrap_or("host"),
-                            output = %alert.output,
-                            "alert"
-                        );
-                        if let Err(e) = sink.write(&alert) {
-                            return Err(RunError::Runtime(format!("writing alerts: {e}")));
-                        }
-                        let responding = respond(&alert, ev.container.as_ref(), &profiles, responder.as_ref(), &recent, &node, &resp_tx);
-                        if let Some(path) = alert_path.as_mut() {
-                            if responding {
-                                path.hold(alert);
-                            } else {
-                                path.send(&alert, None).await;
-                            }
-                        }
-                    }
                 }
             }
             report = resp_rx.recv() => {
@@ -256,6 +258,81 @@ pub async fn run(cfg: AgentConfig) -> Result<(), RunError> {
     }
     tracing::info!("shutting down");
     Ok(())
+}
+
+/// What [`handle`] needs to start responses to alerts.
+struct ResponseState<'a> {
+    profiles: &'a ProfileSet,
+    responder: Option<&'a Arc<Responder>>,
+    recent: &'a mut RecentEvents<crate::enrich::Enriched>,
+    done: &'a tokio::sync::mpsc::Sender<ResponseReport>,
+}
+
+/// Handles one sensor event: enrich, write it if wanted, evaluate the rules and write alerts.
+#[allow(clippy::too_many_arguments)]
+fn handle(
+    ev: &crate::sensor::decode::SensorEvent,
+    procs: &mut ProcessTable,
+    table: &ContainerTable,
+    cfg: &AgentConfig,
+    node: &str,
+    detector: Option<&Detector>,
+    redact: &dyn Fn(&str) -> String,
+    sink: &mut Sink,
+    metrics: &AgentMetrics,
+    response: &mut ResponseState<'_>,
+) -> Result<Vec<(crate::detect::Alert, bool)>, RunError> {
+    let mut raised = Vec::new();
+    let Some(ev) = enrich::enrich(ev, procs, table) else {
+        return Ok(raised);
+    };
+    if let (Some(_), Some(c)) = (response.responder, &ev.container) {
+        response
+            .recent
+            .push(c.cgroup_id, ev.clone(), cfg.response.recent_events);
+    }
+    if ev.container.is_none() {
+        metrics.unattributed.inc();
+        if !cfg.events.include_unattributed {
+            return Ok(raised);
+        }
+    }
+    if ev.is_exec() || cfg.events.syscalls {
+        let out = events::build(&ev, node);
+        sink.write(&out)
+            .map_err(|e| RunError::Runtime(format!("writing events: {e}")))?;
+    }
+    if let Some(d) = detector {
+        for alert in d.evaluate(&ev, node, redact) {
+            metrics
+                .alerts
+                .get_or_create(&crate::metrics::RuleLabel {
+                    rule: alert.rule.clone(),
+                    priority: alert.priority.clone(),
+                })
+                .inc();
+            tracing::warn!(
+                rule = %alert.rule,
+                priority = %alert.priority,
+                container = alert.container.as_ref().map(|c| c.name.as_str()).unwrap_or("host"),
+                output = %alert.output,
+                "alert"
+            );
+            sink.write(&alert)
+                .map_err(|e| RunError::Runtime(format!("writing alerts: {e}")))?;
+            let responding = respond(
+                &alert,
+                ev.container.as_ref(),
+                response.profiles,
+                response.responder,
+                response.recent,
+                node,
+                response.done,
+            );
+            raised.push((alert, responding));
+        }
+    }
+    Ok(raised)
 }
 
 /// Starts the profile's response to `alert`, if it has one and the rate limit allows it.

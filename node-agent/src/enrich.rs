@@ -82,9 +82,9 @@ pub struct Enriched {
     /// The container.
     pub container: Option<Arc<ContainerInfo>>,
     /// The process after the event (for exec: the new image).
-    pub process: ProcInfo,
+    pub process: Arc<ProcInfo>,
     /// Ancestors, parent first.
-    pub lineage: Vec<Ancestor>,
+    pub lineage: Arc<[Ancestor]>,
     /// Return value (0 for exec).
     pub ret: i64,
     /// Arguments by Falco's names.
@@ -129,8 +129,8 @@ pub fn enrich(
         }
         SensorEvent::Exec(e) => {
             let layer = container.as_ref().and_then(|c| c.writable.as_ref());
-            let process = procs.on_exec(e, layer).clone();
-            let lineage = lineage(procs, hdr.pid);
+            procs.on_exec(e, layer);
+            let Snapshot { process, lineage } = snapshot(procs, hdr.pid)?;
             let mut args = vec![("filename", Arg::Str(e.filename.clone()))];
             if let Some(fd) = e.dirfd {
                 args.push(("dirfd", Arg::Num(fd as i64)));
@@ -152,23 +152,33 @@ pub fn enrich(
             })
         }
         SensorEvent::Syscall(s) => {
-            let mut process = match procs.get_or_load(hdr.pid) {
+            let known = match procs.get_or_load(hdr.pid) {
                 Some(p) => {
+                    let changed = p.uid != hdr.uid || p.gid != hdr.gid;
                     p.uid = hdr.uid;
                     p.gid = hdr.gid;
-                    p.clone()
+                    if changed {
+                        procs.touch();
+                    }
+                    true
                 }
+                None => false,
+            };
+            let (args, fd) = match procs.get(hdr.pid) {
+                Some(p) => syscall_args(s, p),
                 // Gone before we could look: only the kernel's header is known.
                 None => {
                     let mut p = ProcInfo::unknown(hdr.pid);
                     p.uid = hdr.uid;
                     p.gid = hdr.gid;
-                    p
+                    syscall_args(s, &p)
                 }
             };
-            let (args, fd) = syscall_args(s, &process);
             // Remember what later events need: memfds (fileless exec) and socket families (dup).
-            if s.ret >= 0 {
+            // Only these syscalls change the table (and so invalidate the cached snapshots).
+            let updates_table =
+                matches!(s.sc, Sc::MemfdCreate | Sc::Socket | Sc::Chdir | Sc::Fchdir);
+            if s.ret >= 0 && updates_table {
                 if let Some(p) = procs.get_or_load(hdr.pid) {
                     match s.sc {
                         Sc::MemfdCreate => p.add_memfd(s.ret),
@@ -187,10 +197,23 @@ pub fn enrich(
                         }
                         _ => {}
                     }
-                    process = p.clone();
+                    procs.touch();
                 }
             }
-            let lineage = lineage(procs, hdr.pid);
+            let snap = if known {
+                snapshot(procs, hdr.pid)
+            } else {
+                None
+            };
+            let Snapshot { process, lineage } = snap.unwrap_or_else(|| {
+                let mut p = ProcInfo::unknown(hdr.pid);
+                p.uid = hdr.uid;
+                p.gid = hdr.gid;
+                Snapshot {
+                    process: Arc::new(p),
+                    lineage: Arc::from(Vec::new()),
+                }
+            });
             Some(Enriched {
                 evt_type: s.sc.name(),
                 hdr,
@@ -204,6 +227,29 @@ pub fn enrich(
             })
         }
     }
+}
+
+/// An immutable view of a process and its ancestors, shared by every event of that process
+/// until the process table changes.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    /// The process.
+    pub process: Arc<ProcInfo>,
+    /// Its ancestors, parent first.
+    pub lineage: Arc<[Ancestor]>,
+}
+
+/// The snapshot of `pid`: the cached one if the table did not change since it was taken.
+fn snapshot(procs: &mut ProcessTable, pid: u32) -> Option<Snapshot> {
+    if let Some(s) = procs.snapshot(pid) {
+        return Some(s);
+    }
+    let process = Arc::new(procs.get(pid)?.clone());
+    let lineage: Arc<[Ancestor]> = Arc::from(lineage(procs, pid));
+    // Loading an ancestor from /proc changes the table: take the snapshot as of now.
+    let snap = Snapshot { process, lineage };
+    procs.store_snapshot(pid, snap.clone());
+    Some(snap)
 }
 
 fn lineage(procs: &mut ProcessTable, pid: u32) -> Vec<Ancestor> {

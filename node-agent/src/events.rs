@@ -125,7 +125,7 @@ pub fn build<'a>(ev: &'a Enriched, node: &'a str) -> Event<'a> {
             exe_from_memfd: p.exe_from_memfd,
             truncated: ev.truncated,
         },
-        lineage: &ev.lineage,
+        lineage: &ev.lineage[..],
         ret: ev.ret,
         args,
         fd: ev.fd.as_ref(),

@@ -27,6 +27,8 @@ pub struct RuleLabel {
 pub struct AgentMetrics {
     /// Events read and decoded in user space.
     pub events_read: Family<KindLabel, Counter>,
+    /// Events fully handled (enriched, written if wanted, evaluated by the rules).
+    pub events_processed: Family<KindLabel, Counter>,
     /// Records that could not be decoded (size or kind mismatch).
     pub decode_errors: Counter,
     /// Events whose cgroup matched no known container.
@@ -49,6 +51,11 @@ impl AgentMetrics {
             "sensor_events_read",
             "Events read from the ring buffer by user space",
             self.events_read.clone(),
+        );
+        r.register(
+            "sensor_events_processed",
+            "Events fully handled by user space (enriched, written if wanted, evaluated by the rules)",
+            self.events_processed.clone(),
         );
         r.register(
             "sensor_decode_errors",
@@ -75,5 +82,37 @@ impl AgentMetrics {
             "Containers whose cgroup the sensor watches",
             self.watched_containers.clone(),
         );
+    }
+}
+
+/// One counter of a per-kind family for each event kind, looked up once: the hot path then
+/// increments an atomic instead of hashing a freshly allocated label under a lock per event.
+#[derive(Clone, Debug)]
+pub struct PerKind {
+    kinds: Vec<(&'static str, Counter)>,
+}
+
+impl PerKind {
+    /// Resolves the counters of `family` for every [`brainbox_ebpf_common::EventKind`].
+    pub fn new(family: &Family<KindLabel, Counter>) -> Self {
+        let kinds = brainbox_ebpf_common::EventKind::ALL
+            .iter()
+            .map(|k| {
+                let c = family
+                    .get_or_create(&KindLabel {
+                        kind: k.name().into(),
+                    })
+                    .clone();
+                (k.name(), c)
+            })
+            .collect();
+        Self { kinds }
+    }
+
+    /// Adds `n` to the counter of `kind` (a name from `EventKind::name`).
+    pub fn inc_by(&self, kind: &str, n: u64) {
+        if let Some((_, c)) = self.kinds.iter().find(|(k, _)| *k == kind) {
+            c.inc_by(n);
+        }
     }
 }

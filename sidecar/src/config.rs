@@ -19,6 +19,8 @@ pub struct SidecarConfig {
     pub metrics: MetricsConfig,
     /// `[redact]`: log redaction.
     pub redact: RedactConfig,
+    /// `[egress]`: the identity-keyed allowlist proxy.
+    pub egress: crate::egress::EgressConfig,
     /// `[svid]`: the pod's SPIFFE identity.
     pub svid: crate::svid::SvidConfig,
 }
@@ -40,6 +42,7 @@ impl Default for SidecarConfig {
             log: LogConfig::default(),
             metrics: MetricsConfig::on("127.0.0.1:9465"),
             redact: RedactConfig::default(),
+            egress: crate::egress::EgressConfig::default(),
             svid: crate::svid::SvidConfig::default(),
         }
     }
@@ -49,6 +52,7 @@ impl Validate for SidecarConfig {
     fn validate(&self) -> Result<(), ConfigError> {
         self.log.validate("log")?;
         self.metrics.addr("metrics")?;
+        self.egress.validate("egress")?;
         self.svid.validate()?;
         Ok(())
     }
@@ -67,5 +71,24 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("podname"), "{e}");
+    }
+
+    #[test]
+    fn egress_keys_are_checked() {
+        let e = load_from::<SidecarConfig, _>(
+            None,
+            [("BRAINBOX_EGRESS__LISTEN".to_string(), "nowhere".to_string())],
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("egress.listen"), "{e}");
+        let e = load_from::<SidecarConfig, _>(
+            None,
+            [(
+                "BRAINBOX_EGRESS__LIMITS__MAX_CONNECTIONS".to_string(),
+                "0".to_string(),
+            )],
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("max_connections"), "{e}");
     }
 }

@@ -2,5 +2,6 @@
 //! (`egress`) and log redaction (`redact`) land here as modules.
 
 pub mod config;
+pub mod egress;
 pub mod redact;
 pub mod svid;

@@ -44,7 +44,8 @@ fn main() {
         }
     };
     brainbox_common::telemetry::init(&cfg.log);
-    let rt = match tokio::runtime::Builder::new_current_thread()
+    // One multi-threaded runtime, a worker per core: the egress proxy is on the hot path.
+    let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
     {
@@ -121,6 +122,11 @@ async fn run(cfg: SidecarConfig) -> anyhow::Result<()> {
     let mut svid_task = match &identity {
         Some(id) => tokio::spawn(brainbox_sidecar::svid::run(cfg.svid.clone(), id.clone())),
         None => tokio::spawn(std::future::pending()),
+    };
+    let _egress = if cfg.egress.enabled {
+        Some(brainbox_sidecar::egress::start_from_config(&cfg.egress, &mut registry).await?)
+    } else {
+        None
     };
     if let Some(addr) = cfg.metrics.addr("metrics")? {
         let (bound, _task) =

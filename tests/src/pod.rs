@@ -188,3 +188,27 @@ pub fn unwatched(name: &str) -> Result<Container> {
     args.extend(["--user", "1000:1000", &image, "sleep", "86400"]);
     Container::run(name, &args)
 }
+
+/// Where the load generator is mounted inside a container by [`load_tool_args`].
+pub const LOAD_TOOL: &str = "/opt/brainbox/brainbox-load";
+
+/// Path of the static `brainbox-load` generator built for musl (same profile as the caller).
+pub fn load_tool_binary() -> std::path::PathBuf {
+    attack_tool_binary().with_file_name("brainbox-load")
+}
+
+/// `docker run` arguments that mount the load generator read-only at [`LOAD_TOOL`] (for
+/// [`PodSpec::agent_args`]); fails with the build command if it was not built.
+pub fn load_tool_args() -> Result<Vec<String>> {
+    let tool = load_tool_binary();
+    anyhow::ensure!(
+        tool.exists(),
+        "{} is missing: build it with `cargo build -p brainbox-lab --bin brainbox-load \
+         --target x86_64-unknown-linux-musl` (add --release for the benchmark)",
+        tool.display()
+    );
+    Ok(vec![
+        "--volume".into(),
+        format!("{}:{LOAD_TOOL}:ro", tool.display()),
+    ])
+}

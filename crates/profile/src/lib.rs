@@ -5,6 +5,8 @@
 //! rules, responses) adds its own section here, always with `deny_unknown_fields` so a typo is an
 //! error, not a silently ignored key.
 
+pub mod egress;
+
 use serde::Deserialize;
 use std::{
     collections::BTreeMap,

@@ -199,7 +199,17 @@ impl WritableLayer {
 pub struct ProcessTable {
     map: HashMap<u32, ProcInfo>,
     capacity: usize,
+    /// Bumped by every change to any entry's content; snapshots of an older version are stale.
+    version: u64,
+    /// Immutable per-pid snapshots (process and lineage) handed to events, valid for
+    /// `snapshots_version`. A flood of syscalls from one process then shares one copy instead of
+    /// cloning the process and its ancestors for every event.
+    snapshots: HashMap<u32, crate::enrich::Snapshot>,
+    snapshots_version: u64,
 }
+
+/// Most snapshots kept; the cache is simply cleared when full.
+const SNAPSHOT_CAPACITY: usize = 4096;
 
 impl Default for ProcessTable {
     fn default() -> Self {
@@ -213,6 +223,9 @@ impl ProcessTable {
         Self {
             map: HashMap::new(),
             capacity: capacity.max(16),
+            version: 0,
+            snapshots: HashMap::new(),
+            snapshots_version: 0,
         }
     }
 
@@ -224,6 +237,30 @@ impl ProcessTable {
     /// True when empty.
     pub fn is_empty(&self) -> bool {
         self.map.is_empty()
+    }
+
+    /// Records that the caller changed an entry it got from [`ProcessTable::get_or_load`]:
+    /// cached snapshots are no longer valid.
+    pub fn touch(&mut self) {
+        self.version += 1;
+    }
+
+    /// The cached snapshot of `pid`, if one was stored since the last change to the table.
+    pub fn snapshot(&mut self, pid: u32) -> Option<crate::enrich::Snapshot> {
+        if self.snapshots_version != self.version {
+            self.snapshots.clear();
+            self.snapshots_version = self.version;
+        }
+        self.snapshots.get(&pid).cloned()
+    }
+
+    /// Caches `snap` as the snapshot of `pid` for the current version of the table.
+    pub fn store_snapshot(&mut self, pid: u32, snap: crate::enrich::Snapshot) {
+        if self.snapshots_version != self.version || self.snapshots.len() >= SNAPSHOT_CAPACITY {
+            self.snapshots.clear();
+            self.snapshots_version = self.version;
+        }
+        self.snapshots.insert(pid, snap);
     }
 
     /// The process, loading it from /proc if the table has not seen it.
@@ -244,6 +281,7 @@ impl ProcessTable {
 
     /// Inserts (or replaces) a process, evicting as needed.
     pub fn insert(&mut self, p: ProcInfo) {
+        self.version += 1;
         if self.map.len() >= self.capacity && !self.map.contains_key(&p.pid) {
             self.expire(Instant::now());
             if self.map.len() >= self.capacity {
@@ -345,13 +383,18 @@ impl ProcessTable {
     pub fn on_exit(&mut self, pid: u32) {
         if let Some(p) = self.map.get_mut(&pid) {
             p.exited = Some(Instant::now());
+            self.version += 1;
         }
     }
 
     /// Removes exited processes older than the grace period.
     pub fn expire(&mut self, now: Instant) {
+        let before = self.map.len();
         self.map
             .retain(|_, p| p.exited.is_none_or(|t| now.duration_since(t) < EXIT_GRACE));
+        if self.map.len() != before {
+            self.version += 1;
+        }
     }
 
     /// Up to `n` ancestors of `pid`, nearest first (parent = index 0). Stops at pid 1, at a loop,
@@ -509,6 +552,31 @@ mod tests {
         t.insert(a);
         t.insert(b);
         assert_eq!(t.ancestors(P, 10).len(), 1);
+    }
+
+    #[test]
+    fn snapshots_are_shared_until_the_table_changes() {
+        use crate::enrich::Snapshot;
+        use std::sync::Arc;
+        let mut t = ProcessTable::default();
+        t.on_exec(&exec(P, "/bin/sh", &["sh"]), None);
+        assert!(t.snapshot(P).is_none());
+        let snap = Snapshot {
+            process: Arc::new(t.get(P).unwrap().clone()),
+            lineage: Arc::from(Vec::new()),
+        };
+        t.store_snapshot(P, snap.clone());
+        let again = t.snapshot(P).expect("cached");
+        assert!(Arc::ptr_eq(&again.process, &snap.process));
+        // Any change invalidates: a caller's edit (touch), an exec, an exit.
+        t.touch();
+        assert!(t.snapshot(P).is_none());
+        t.store_snapshot(P, snap.clone());
+        t.on_exec(&exec(P, "/bin/cat", &["cat"]), None);
+        assert!(t.snapshot(P).is_none());
+        t.store_snapshot(P, snap.clone());
+        t.on_exit(P);
+        assert!(t.snapshot(P).is_none());
     }
 
     #[test]

@@ -144,11 +144,17 @@ pub struct Responder {
     cfg: ResponseConfig,
     limiter: Mutex<RateLimiter>,
     node: String,
+    redactor: Arc<brainbox_redact::Engine>,
 }
 
 impl Responder {
     /// Opens the audit log and evidence store.
-    pub fn open(docker: Docker, cfg: ResponseConfig, node: String) -> Result<Self, ResponseError> {
+    pub fn open(
+        docker: Docker,
+        cfg: ResponseConfig,
+        node: String,
+        redactor: Arc<brainbox_redact::Engine>,
+    ) -> Result<Self, ResponseError> {
         if let Some(parent) = cfg.audit_log.parent() {
             let _ = std::fs::create_dir_all(parent);
         }
@@ -167,6 +173,7 @@ impl Responder {
             cfg,
             limiter: Mutex::new(RateLimiter::default()),
             node,
+            redactor,
         })
     }
 
@@ -290,7 +297,8 @@ impl Responder {
                 .store
                 .writer(subject, Bounds::default())
                 .map_err(|e| e.to_string())?;
-            let redact = |s: &str| s.to_owned();
+            let engine = me.redactor.clone();
+            let redact = move |s: &str| engine.redact_text(s).text.into_owned();
             let input = capture::CaptureInput {
                 container: &c2,
                 alert: alert_json,
