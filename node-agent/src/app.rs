@@ -86,6 +86,8 @@ pub async fn run(cfg: AgentConfig) -> Result<(), RunError> {
         .map_err(|e| RunError::Unavailable(e.to_string()))?;
     let mut registry = Registry::default();
     metrics.register(&mut registry, sensor.kernel_stats());
+    let identity_metrics = Arc::new(crate::identity::IdentityMetrics::default());
+    identity_metrics.register(&mut registry);
     let mut alert_path = if cfg.alerts.enabled {
         let m = brainbox_alerts::metrics::AlertMetrics::default();
         m.register(&mut registry);
@@ -181,6 +183,21 @@ pub async fn run(cfg: AgentConfig) -> Result<(), RunError> {
     let mut recent: RecentEvents<crate::enrich::Enriched> = RecentEvents::default();
 
     let table = ContainerTable::default();
+    let _identity = if cfg.identity.enabled {
+        let attestor = crate::identity::attest::CgroupAttestor {
+            cgroup2: cgroup2.clone(),
+            table: table.clone(),
+            profiles: profiles.clone(),
+            trust_domain: cfg.identity.trust_domain.clone(),
+            namespace: cfg.identity.namespace.clone(),
+        };
+        Some(
+            crate::identity::start(&cfg.identity, Arc::new(attestor), identity_metrics)
+                .map_err(|e| RunError::Unavailable(format!("identity: {e}")))?,
+        )
+    } else {
+        None
+    };
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
     let watcher = docker::DockerWatcher {
         docker,

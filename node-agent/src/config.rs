@@ -34,6 +34,8 @@ pub struct AgentConfig {
     pub response: crate::response::ResponseConfig,
     /// `[alerts]`: NATS JetStream and the spool.
     pub alerts: crate::alerting::AlertsConfig,
+    /// `[identity]`: the SPIFFE Workload API server.
+    pub identity: crate::identity::IdentityConfig,
 }
 
 /// Network zone enforcement settings.
@@ -139,6 +141,7 @@ impl Default for AgentConfig {
             rules: RulesConfig::default(),
             response: crate::response::ResponseConfig::default(),
             alerts: crate::alerting::AlertsConfig::default(),
+            identity: crate::identity::IdentityConfig::default(),
         }
     }
 }
@@ -206,6 +209,7 @@ impl Validate for AgentConfig {
                 "empty; list rule files or set rules.enabled = false",
             ));
         }
+        self.identity.validate()?;
         if self.events.output.is_empty() {
             return Err(ConfigError::invalid(
                 "events.output",

@@ -11,6 +11,7 @@ pub mod config;
 pub mod detect;
 pub mod enrich;
 pub mod events;
+pub mod identity;
 pub mod metrics;
 pub mod process;
 pub mod response;

@@ -21,6 +21,8 @@ pub struct SidecarConfig {
     pub redact: RedactConfig,
     /// `[egress]`: the identity-keyed allowlist proxy.
     pub egress: crate::egress::EgressConfig,
+    /// `[svid]`: the pod's SPIFFE identity.
+    pub svid: crate::svid::SvidConfig,
 }
 
 /// `[redact]`: where the redaction rules and the fingerprint key come from.
@@ -41,6 +43,7 @@ impl Default for SidecarConfig {
             metrics: MetricsConfig::on("127.0.0.1:9465"),
             redact: RedactConfig::default(),
             egress: crate::egress::EgressConfig::default(),
+            svid: crate::svid::SvidConfig::default(),
         }
     }
 }
@@ -50,6 +53,7 @@ impl Validate for SidecarConfig {
         self.log.validate("log")?;
         self.metrics.addr("metrics")?;
         self.egress.validate("egress")?;
+        self.svid.validate()?;
         Ok(())
     }
 }

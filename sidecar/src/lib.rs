@@ -4,3 +4,4 @@
 pub mod config;
 pub mod egress;
 pub mod redact;
+pub mod svid;

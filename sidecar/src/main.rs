@@ -22,6 +22,16 @@ enum Command {
     Run,
     /// Redact log lines: stdin to stdout (one line out per line in), or a socket/tailed files.
     Redact(brainbox_sidecar::redact::RedactArgs),
+    /// Fetch this process's SVID once from the Workload API and print it as JSON (exit 1 and
+    /// the server's error when refused).
+    SvidFetch {
+        /// Also fetch a JWT-SVID for this audience.
+        #[arg(long)]
+        audience: Option<String>,
+        /// Ask for this SPIFFE ID (the server refuses another workload's).
+        #[arg(long)]
+        spiffe_id: Option<String>,
+    },
 }
 
 fn main() {
@@ -46,6 +56,26 @@ fn main() {
         }
     };
     match cli.command.unwrap_or(Command::Run) {
+        Command::SvidFetch {
+            audience,
+            spiffe_id,
+        } => {
+            let Some(endpoint) = cfg.svid.endpoint() else {
+                eprintln!("brainbox-sidecar: set SPIFFE_ENDPOINT_SOCKET or svid.endpoint");
+                std::process::exit(brainbox_common::EXIT_CONFIG);
+            };
+            match rt.block_on(brainbox_sidecar::svid::fetch_once(
+                &endpoint,
+                audience.as_deref(),
+                spiffe_id.as_deref(),
+            )) {
+                Ok(v) => println!("{v}"),
+                Err(e) => {
+                    eprintln!("brainbox-sidecar: {e}");
+                    std::process::exit(1);
+                }
+            }
+        }
         Command::Redact(args) => {
             if let Err(e) =
                 rt.block_on(brainbox_sidecar::redact::run(args.with_config(&cfg.redact)))
@@ -77,24 +107,43 @@ async fn run(cfg: SidecarConfig) -> anyhow::Result<()> {
         "1 while the sidecar serves",
         up,
     );
+    let identity = cfg
+        .svid
+        .is_enabled()
+        .then(|| brainbox_sidecar::svid::Identity::new(cfg.svid.unhealthy_below));
+    let health: Arc<dyn Fn() -> (bool, String) + Send + Sync> = match &identity {
+        Some(id) => {
+            id.metrics.register(&mut registry);
+            let id = id.clone();
+            Arc::new(move || id.health())
+        }
+        None => Arc::new(|| (true, "ok".into())),
+    };
+    let mut svid_task = match &identity {
+        Some(id) => tokio::spawn(brainbox_sidecar::svid::run(cfg.svid.clone(), id.clone())),
+        None => tokio::spawn(std::future::pending()),
+    };
     let _egress = if cfg.egress.enabled {
         Some(brainbox_sidecar::egress::start_from_config(&cfg.egress, &mut registry).await?)
     } else {
         None
     };
     if let Some(addr) = cfg.metrics.addr("metrics")? {
-        let (bound, _task) = brainbox_common::metrics::serve(
-            addr,
-            Arc::new(registry),
-            Arc::new(|| (true, "ok".into())),
-        )
-        .await?;
+        let (bound, _task) =
+            brainbox_common::metrics::serve(addr, Arc::new(registry), health).await?;
         tracing::info!(listen = %bound, pod = %cfg.pod_name, "sidecar serving");
     }
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
+        r = &mut svid_task => {
+            match r {
+                Ok(Err(e)) => anyhow::bail!("identity: {e}"),
+                Ok(Ok(())) => anyhow::bail!("identity: rotation stopped"),
+                Err(e) => anyhow::bail!("identity: {e}"),
+            }
+        }
     }
     tracing::info!("sidecar stopping");
     Ok(())

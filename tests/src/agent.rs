@@ -21,12 +21,15 @@ impl Agent {
     pub fn start(env: &[(&str, &str)]) -> Result<Agent> {
         let dir = tempfile::tempdir()?;
         let events = dir.path().join("events.jsonl");
+        // Each agent gets its own Workload API socket, so parallel tests never share one.
+        let workload = dir.path().join("workload");
         let log = std::fs::File::create(dir.path().join("agent.log"))?;
         let mut cmd = Command::new(crate::bin_path("brainbox-node-agent"));
         cmd.arg("run")
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("BRAINBOX_EVENTS__OUTPUT", &events)
+            .env("BRAINBOX_IDENTITY__SOCKET", workload.join("agent.sock"))
             .env("BRAINBOX_METRICS__LISTEN", "127.0.0.1:0")
             .env("BRAINBOX_LOG__LEVEL", "info")
             // Zones enforce on every watched container of the host; tests that want them turn
@@ -55,6 +58,11 @@ impl Agent {
         let mut agent = Agent { child, dir };
         agent.wait_log(|l| l["message"] == "agent ready", Duration::from_secs(120))?;
         Ok(agent)
+    }
+
+    /// The folder of the agent's Workload API socket (`agent.sock`), to mount into pods.
+    pub fn workload_api_dir(&self) -> PathBuf {
+        self.dir.path().join("workload")
     }
 
     /// The events file.

@@ -45,10 +45,17 @@ pub struct PodSpec<'a> {
     pub attack_tool: bool,
     /// Extra `docker run` arguments for the agent container (before the image).
     pub agent_args: Vec<String>,
+    /// The node agent's Workload API socket folder, mounted read-only into the sidecar at
+    /// [`WORKLOAD_API_MOUNT`] with `SPIFFE_ENDPOINT_SOCKET` pointing at it (as a DaemonSet's
+    /// hostPath would be); `None` leaves the sidecar without identity.
+    pub workload_api_dir: Option<std::path::PathBuf>,
 }
 
 /// Where the attack tool is mounted inside the agent container.
 pub const ATTACK_TOOL: &str = "/opt/brainbox/brainbox-attack";
+
+/// Where pods see the Workload API socket folder.
+pub const WORKLOAD_API_MOUNT: &str = "/run/brainbox/workload";
 
 impl<'a> PodSpec<'a> {
     /// A watched pod with the `default` profile whose agent container idles.
@@ -60,6 +67,7 @@ impl<'a> PodSpec<'a> {
             read_only: true,
             attack_tool: false,
             agent_args: vec![],
+            workload_api_dir: None,
         }
     }
 }
@@ -98,6 +106,14 @@ impl Pod {
         let sidecar_name = format!("{}-sidecar", spec.name);
         let mut args: Vec<String> = HARDENING.iter().map(|s| s.to_string()).collect();
         args.extend(labels("sidecar"));
+        if let Some(dir) = &spec.workload_api_dir {
+            args.extend([
+                "--volume".to_string(),
+                format!("{}:{WORKLOAD_API_MOUNT}:ro", dir.display()),
+                "--env".to_string(),
+                format!("SPIFFE_ENDPOINT_SOCKET=unix://{WORKLOAD_API_MOUNT}/agent.sock"),
+            ]);
+        }
         args.extend(
             [
                 "--user",

@@ -50,6 +50,10 @@ pub struct Profile {
     /// Whether the sensor reports this profile's process events (default true).
     #[serde(default = "yes")]
     pub watch: bool,
+    /// `identity`: the SPIFFE identity containers with this profile get from the node agent's
+    /// Workload API. Without it, they get none (the API answers `PermissionDenied`).
+    #[serde(default)]
+    pub identity: Option<IdentityProfile>,
     /// What to do when rules fire in containers of this profile (first match wins; an alert
     /// that matches none is only an alert).
     #[serde(default)]
@@ -176,6 +180,104 @@ fn yes() -> bool {
     true
 }
 
+/// Placeholders a SPIFFE ID template may use.
+pub const IDENTITY_PLACEHOLDERS: &[&str] = &[
+    "trust_domain",
+    "namespace",
+    "pod",
+    "name",
+    "role",
+    "profile",
+];
+
+/// The SPIFFE identity of a profile's containers.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityProfile {
+    /// SPIFFE ID template. Placeholders: `{trust_domain}` and `{namespace}` (node agent
+    /// configuration), `{pod}` (pod label, else the container name), `{name}` (container name),
+    /// `{role}` (pod role label), `{profile}`.
+    #[serde(default = "default_spiffe_id")]
+    pub spiffe_id: String,
+    /// Lifetime of X.509-SVIDs in seconds (10..=86400; default 300). The agent pushes a new one
+    /// before half of it has passed.
+    #[serde(default = "default_ttl")]
+    pub x509_ttl_secs: u64,
+    /// Lifetime of JWT-SVIDs in seconds (10..=86400; default 300).
+    #[serde(default = "default_ttl")]
+    pub jwt_ttl_secs: u64,
+    /// Audiences JWT-SVIDs may be requested for; empty means any.
+    #[serde(default)]
+    pub audiences: Vec<String>,
+    /// Pod roles (`brainbox.io/role`) that get the identity; empty means every container.
+    /// The default, `[sidecar]`, keeps the pod's key out of the untrusted agent container.
+    #[serde(default = "default_roles")]
+    pub roles: Vec<String>,
+}
+
+fn default_spiffe_id() -> String {
+    "spiffe://{trust_domain}/ns/{namespace}/brainbox/{pod}".into()
+}
+
+fn default_ttl() -> u64 {
+    300
+}
+
+fn default_roles() -> Vec<String> {
+    vec!["sidecar".into()]
+}
+
+impl Default for IdentityProfile {
+    fn default() -> Self {
+        Self {
+            spiffe_id: default_spiffe_id(),
+            x509_ttl_secs: default_ttl(),
+            jwt_ttl_secs: default_ttl(),
+            audiences: Vec::new(),
+            roles: default_roles(),
+        }
+    }
+}
+
+impl IdentityProfile {
+    fn validate(&self) -> Result<(), (String, String)> {
+        let bad = |f: &str, r: String| Err((format!("identity.{f}"), r));
+        if !self.spiffe_id.starts_with("spiffe://") {
+            return bad(
+                "spiffe_id",
+                format!("`{}` must start with spiffe://", self.spiffe_id),
+            );
+        }
+        let mut rest = self.spiffe_id.as_str();
+        while let Some(i) = rest.find('{') {
+            let after = &rest[i + 1..];
+            let Some(j) = after.find('}') else {
+                return bad("spiffe_id", "unclosed `{`".into());
+            };
+            if !IDENTITY_PLACEHOLDERS.contains(&&after[..j]) {
+                return bad(
+                    "spiffe_id",
+                    format!(
+                        "unknown placeholder `{{{}}}` (known: {})",
+                        &after[..j],
+                        IDENTITY_PLACEHOLDERS.join(", ")
+                    ),
+                );
+            }
+            rest = &after[j + 1..];
+        }
+        for (f, v) in [
+            ("x509_ttl_secs", self.x509_ttl_secs),
+            ("jwt_ttl_secs", self.jwt_ttl_secs),
+        ] {
+            if !(10..=86_400).contains(&v) {
+                return bad(f, format!("{v} must be between 10 and 86400"));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Errors loading profiles; each names the file and, where known, the field.
 #[derive(Debug, thiserror::Error)]
 pub enum ProfileError {
@@ -264,6 +366,14 @@ impl Profile {
                     self.name
                 ),
             });
+        }
+        if let Some(id) = &self.identity {
+            id.validate()
+                .map_err(|(field, reason)| ProfileError::Invalid {
+                    path: path.to_owned(),
+                    field,
+                    reason,
+                })?;
         }
         Ok(())
     }
@@ -438,6 +548,33 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("nuke"), "{e}");
+    }
+
+    #[test]
+    fn identity_section_defaults_and_checks() {
+        let p =
+            Profile::from_yaml("name: a\nzone: untrusted\nidentity: {}\n", Path::new("t")).unwrap();
+        let id = p.identity.unwrap();
+        assert_eq!(id, IdentityProfile::default());
+        assert_eq!(id.roles, vec!["sidecar".to_string()]);
+        let e = Profile::from_yaml(
+            "name: a\nzone: untrusted\nidentity: {spiffe_id: 'spiffe://{td}/x'}\n",
+            Path::new("t"),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("identity.spiffe_id"), "{e}");
+        let e = Profile::from_yaml(
+            "name: a\nzone: untrusted\nidentity: {x509_ttl_secs: 5}\n",
+            Path::new("t"),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("identity.x509_ttl_secs"), "{e}");
+        assert!(
+            Profile::from_yaml("name: a\nzone: untrusted\n", Path::new("t"))
+                .unwrap()
+                .identity
+                .is_none()
+        );
     }
 
     #[test]
