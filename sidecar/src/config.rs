@@ -17,6 +17,8 @@ pub struct SidecarConfig {
     pub log: LogConfig,
     /// `[metrics]`: `/metrics` and `/healthz`.
     pub metrics: MetricsConfig,
+    /// `[sandbox]`: self-sandboxing (capabilities, no_new_privs, seccomp).
+    pub sandbox: crate::sandbox::SandboxConfig,
 }
 
 impl Default for SidecarConfig {
@@ -25,6 +27,7 @@ impl Default for SidecarConfig {
             pod_name: String::new(),
             log: LogConfig::default(),
             metrics: MetricsConfig::on("127.0.0.1:9465"),
+            sandbox: Default::default(),
         }
     }
 }

@@ -2,3 +2,4 @@
 //! (`egress`) and log redaction (`redact`) land here as modules.
 
 pub mod config;
+pub mod sandbox;

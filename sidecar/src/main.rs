@@ -32,6 +32,11 @@ fn main() {
         }
     };
     brainbox_common::telemetry::init(&cfg.log);
+    // Before the runtime starts any thread: capabilities are per thread.
+    if let Err(e) = brainbox_sidecar::sandbox::drop_privileges(&cfg.sandbox) {
+        eprintln!("brainbox-sidecar: {e}");
+        std::process::exit(1);
+    }
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -70,6 +75,9 @@ async fn run(cfg: SidecarConfig) -> anyhow::Result<()> {
         .await?;
         tracing::info!(listen = %bound, pod = %cfg.pod_name, "sidecar serving");
     }
+    // Every listener is bound above this line: from here on the sidecar runs under its own
+    // seccomp filter.
+    brainbox_sidecar::sandbox::install_filter(&cfg.sandbox)?;
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}

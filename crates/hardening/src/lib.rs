@@ -9,6 +9,7 @@
 pub mod privileges;
 pub mod procstatus;
 pub mod seccomp;
+pub mod selftest;
 mod syscalls_x86_64;
 
 pub use syscalls_x86_64::SYSCALLS;
