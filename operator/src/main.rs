@@ -33,11 +33,30 @@ enum Command {
         #[arg(long, short)]
         follow: bool,
     },
+    /// Inject the brainbox sidecar and hardening into Kubernetes objects (YAML), like
+    /// `istioctl kube-inject`.
+    Inject(InjectArgs),
+}
+
+/// `brainboxctl inject`.
+#[derive(clap::Args)]
+struct InjectArgs {
+    /// Input YAML (Pod, Deployment, StatefulSet, DaemonSet, ReplicaSet, Job, CronJob; other
+    /// kinds pass through), or `-` for stdin.
+    #[arg(short = 'f', long = "filename")]
+    file: PathBuf,
+    /// The sidecar image (pin it by digest from deploy/images.lock).
+    #[arg(long, env = "BRAINBOX_SIDECAR_IMAGE")]
+    sidecar_image: Option<String>,
+    /// Profile label for pods that have none.
+    #[arg(long)]
+    profile: Option<String>,
 }
 
 fn main() {
     let cli = Cli::parse();
     let code = match cli.command {
+        Command::Inject(args) => run_inject(args),
         Command::Profiles { dir } => match brainbox_profile::ProfileSet::load_dir(&dir) {
             Ok(set) => {
                 if cli.json {
@@ -83,4 +102,35 @@ fn main() {
         }
     };
     std::process::exit(code);
+}
+
+fn run_inject(args: InjectArgs) -> i32 {
+    use std::io::Read;
+    let mut input = String::new();
+    let read = if args.file.as_os_str() == "-" {
+        std::io::stdin().read_to_string(&mut input).map(|_| ())
+    } else {
+        std::fs::read_to_string(&args.file).map(|s| input = s)
+    };
+    if let Err(e) = read {
+        eprintln!("brainboxctl: {}: {e}", args.file.display());
+        return 66;
+    }
+    let mut cfg = brainboxctl::inject::InjectConfig::default();
+    if let Some(i) = args.sidecar_image {
+        cfg.sidecar_image = i;
+    }
+    if let Some(p) = args.profile {
+        cfg.default_profile = p;
+    }
+    match brainboxctl::inject::inject_yaml(&input, &cfg) {
+        Ok(out) => {
+            print!("{out}");
+            0
+        }
+        Err(e) => {
+            eprintln!("brainboxctl inject: {e}");
+            65
+        }
+    }
 }

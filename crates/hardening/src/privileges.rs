@@ -83,6 +83,12 @@ pub fn set_no_new_privs() -> Result<(), PrivilegeError> {
     nix::sys::prctl::set_no_new_privs().map_err(PrivilegeError::NoNewPrivs)
 }
 
+/// Marks the process non-dumpable: no core dumps of its secrets, and other processes of the same
+/// uid can no longer ptrace it or read its `/proc/<pid>/mem`, `environ` or fds.
+pub fn set_not_dumpable() -> Result<(), PrivilegeError> {
+    nix::sys::prctl::set_dumpable(false).map_err(PrivilegeError::NoNewPrivs)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -96,10 +102,4 @@ mod tests {
         );
         assert!(parse_capability("CAP_FLY").is_err());
     }
-}
-
-/// Marks the process non-dumpable: no core dumps of its secrets, and other processes of the same
-/// uid can no longer ptrace it or read its `/proc/<pid>/mem`, `environ` or fds.
-pub fn set_not_dumpable() -> Result<(), PrivilegeError> {
-    nix::sys::prctl::set_dumpable(false).map_err(PrivilegeError::NoNewPrivs)
 }
