@@ -3,3 +3,4 @@
 
 pub mod inject;
 pub mod podsecurity;
+pub mod webhook;

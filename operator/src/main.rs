@@ -36,6 +36,26 @@ enum Command {
     /// Inject the brainbox sidecar and hardening into Kubernetes objects (YAML), like
     /// `istioctl kube-inject`.
     Inject(InjectArgs),
+    /// Serve sidecar injection as a Kubernetes mutating admission webhook (`POST /mutate`,
+    /// TLS).
+    Webhook(WebhookArgs),
+}
+
+/// `brainboxctl webhook`.
+#[derive(clap::Args)]
+struct WebhookArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "0.0.0.0:8443")]
+    listen: std::net::SocketAddr,
+    /// Serving certificate chain (PEM).
+    #[arg(long)]
+    cert: PathBuf,
+    /// Private key (PEM).
+    #[arg(long)]
+    key: PathBuf,
+    /// The sidecar image (pin it by digest from deploy/images.lock).
+    #[arg(long, env = "BRAINBOX_SIDECAR_IMAGE")]
+    sidecar_image: Option<String>,
 }
 
 /// `brainboxctl inject`.
@@ -57,6 +77,7 @@ fn main() {
     let cli = Cli::parse();
     let code = match cli.command {
         Command::Inject(args) => run_inject(args),
+        Command::Webhook(args) => run_webhook(args),
         Command::Profiles { dir } => match brainbox_profile::ProfileSet::load_dir(&dir) {
             Ok(set) => {
                 if cli.json {
@@ -132,5 +153,54 @@ fn run_inject(args: InjectArgs) -> i32 {
             eprintln!("brainboxctl inject: {e}");
             65
         }
+    }
+}
+
+fn run_webhook(args: WebhookArgs) -> i32 {
+    brainbox_common::telemetry::init(&Default::default());
+    let tls = match brainboxctl::webhook::tls_config(&args.cert, &args.key) {
+        Ok(t) => std::sync::Arc::new(t),
+        Err(e) => {
+            eprintln!("brainboxctl webhook: {e}");
+            return 64;
+        }
+    };
+    let mut cfg = brainboxctl::inject::InjectConfig::default();
+    if let Some(i) = args.sidecar_image {
+        cfg.sidecar_image = i;
+    }
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("brainboxctl webhook: {e}");
+            return 70;
+        }
+    };
+    let result = rt.block_on(webhook_main(args.listen, tls, cfg));
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("brainboxctl webhook: {e}");
+            69
+        }
+    }
+}
+
+async fn webhook_main(
+    listen: std::net::SocketAddr,
+    tls: std::sync::Arc<rustls::ServerConfig>,
+    cfg: brainboxctl::inject::InjectConfig,
+) -> Result<(), brainboxctl::webhook::WebhookError> {
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    tracing::info!(listen = %listener.local_addr()?, "webhook serving /mutate over TLS");
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        r = brainboxctl::webhook::serve(listener, tls, cfg) => r,
+        _ = tokio::signal::ctrl_c() => Ok(()),
+        _ = term.recv() => Ok(()),
     }
 }
