@@ -176,14 +176,11 @@ fn admission_review_over_tls_gets_a_patch_that_makes_the_pod_restricted() {
     let pod: Pod = serde_json::from_value(patched).unwrap();
     let spec = pod.spec.unwrap();
     assert!(check_restricted(&pod.metadata, &spec).is_empty());
-    assert!(
-        check_restricted(
-            &serde_json::from_value(original["metadata"].clone()).unwrap(),
-            &serde_json::from_value(original["spec"].clone()).unwrap()
-        )
-        .len()
-            > 0
+    let original_violations = check_restricted(
+        &serde_json::from_value(original["metadata"].clone()).unwrap(),
+        &serde_json::from_value(original["spec"].clone()).unwrap(),
     );
+    assert!(!original_violations.is_empty());
     let sidecar = &spec.init_containers.unwrap()[0];
     assert_eq!(sidecar.name, "brainbox-sidecar");
     assert_eq!(
