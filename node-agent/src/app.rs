@@ -73,6 +73,14 @@ pub async fn run(cfg: AgentConfig) -> Result<(), RunError> {
         tracing::info!(listen = %bound, "metrics endpoint up");
     }
 
+    let baseline = crate::safety::baseline::ImageBaseline::load(&cfg.images)
+        .map_err(|e| RunError::Config(e.to_string()))?;
+    let (baseline_tx, mut baseline_rx) = tokio::sync::mpsc::channel::<serde_json::Value>(256);
+    let baseline = baseline.enforced().then(|| docker::BaselineCheck {
+        baseline,
+        node: node.clone(),
+        events: baseline_tx,
+    });
     let table = ContainerTable::default();
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
     let watcher = docker::DockerWatcher {
@@ -82,6 +90,7 @@ pub async fn run(cfg: AgentConfig) -> Result<(), RunError> {
         profiles: Arc::new(profiles),
         cgroup2,
         metrics: metrics.clone(),
+        baseline,
     };
     let mut watcher_task = tokio::spawn(watcher.run(ready_tx));
 
@@ -113,6 +122,11 @@ pub async fn run(cfg: AgentConfig) -> Result<(), RunError> {
                 }
                 let out = events::build(&ev, &node, container.as_ref());
                 if let Err(e) = sink.write(&out) {
+                    return Err(RunError::Runtime(format!("writing events: {e}")));
+                }
+            }
+            Some(v) = baseline_rx.recv() => {
+                if let Err(e) = sink.write_json(&v) {
                     return Err(RunError::Runtime(format!("writing events: {e}")));
                 }
             }

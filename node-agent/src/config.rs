@@ -26,6 +26,10 @@ pub struct AgentConfig {
     pub docker: DockerConfig,
     /// `[events]`: where events go.
     pub events: EventsConfig,
+    /// `[privileges]`: the capabilities the agent keeps (docs/hardening.md).
+    pub privileges: crate::safety::privileges::PrivilegesConfig,
+    /// `[images]`: the known-good image baseline for brainboxes.
+    pub images: crate::safety::baseline::ImagesConfig,
 }
 
 /// eBPF sensor settings.
@@ -68,6 +72,8 @@ impl Default for AgentConfig {
             sensor: SensorConfig::default(),
             docker: DockerConfig::default(),
             events: EventsConfig::default(),
+            privileges: Default::default(),
+            images: Default::default(),
         }
     }
 }
@@ -115,6 +121,12 @@ impl Validate for AgentConfig {
                 "sensor.stats_interval_secs",
                 "must be at least 1",
             ));
+        }
+        if let Err(e) = self.privileges.keep_set() {
+            return Err(ConfigError::invalid("privileges.keep", e.to_string()));
+        }
+        if let Err(e) = crate::safety::baseline::ImageBaseline::load(&self.images) {
+            return Err(ConfigError::invalid("images", e.to_string()));
         }
         if self.events.output.is_empty() {
             return Err(ConfigError::invalid(

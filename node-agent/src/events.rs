@@ -144,6 +144,14 @@ impl Sink {
         Ok(Self { out })
     }
 
+    /// Writes any serializable event (e.g. `image_unapproved`) as a JSON line and flushes.
+    pub fn write_json<T: Serialize>(&mut self, ev: &T) -> std::io::Result<()> {
+        let mut line = serde_json::to_vec(ev).map_err(std::io::Error::other)?;
+        line.push(b'\n');
+        self.out.write_all(&line)?;
+        self.out.flush()
+    }
+
     /// Writes one event as a JSON line and flushes (events are rare and must not sit in a buffer).
     pub fn write(&mut self, ev: &Event<'_>) -> std::io::Result<()> {
         let mut line = serde_json::to_vec(ev).map_err(std::io::Error::other)?;

@@ -10,4 +10,5 @@ pub mod config;
 pub mod events;
 pub mod metrics;
 pub mod runtime;
+pub mod safety;
 pub mod sensor;
