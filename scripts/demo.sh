@@ -20,19 +20,24 @@ DEMO=$(mktemp -d /tmp/brainbox-demo.XXXX)
 POD=demo
 cleanup() {
   [ -n "${AGENT_PID:-}" ] && kill "$AGENT_PID" 2>/dev/null && wait "$AGENT_PID" 2>/dev/null
+  # Sealed evidence is immutable (chattr +i); lift that before removing the demo's folder.
+  [ -d "${DEMO:-}/evidence" ] && chattr -R -i "$DEMO/evidence" 2>/dev/null; rm -rf "${DEMO:-/nonexistent}" 2>/dev/null
   "$BIN/brainbox-lab" down >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
 "$BIN/brainbox-lab" down >/dev/null
 "$BIN/brainbox-lab" images >/dev/null
 
-step "Starting the node agent (eBPF sensor + Docker attribution)"
+step "Starting the node agent (eBPF sensor + Docker attribution + the upstream Falco rules)"
 BRAINBOX_EVENTS__OUTPUT="$DEMO/events.jsonl" BRAINBOX_METRICS__LISTEN=127.0.0.1:19464 \
+BRAINBOX_RESPONSE__EVIDENCE_DIR="$DEMO/evidence" BRAINBOX_RESPONSE__AUDIT_LOG="$DEMO/audit.log" \
 BRAINBOX_PROFILES_DIR="$ROOT/profiles" "$BIN/brainbox-node-agent" run 2>"$DEMO/agent.log" &
 AGENT_PID=$!
 for _ in $(seq 1 100); do grep -q '"agent ready"' "$DEMO/agent.log" 2>/dev/null && break; sleep 0.1; done
 grep -q '"agent ready"' "$DEMO/agent.log" || { cat "$DEMO/agent.log"; echo "agent did not start" >&2; exit 1; }
 echo "${G}agent ready${N}  (logs: $DEMO/agent.log, events: $DEMO/events.jsonl, metrics: http://127.0.0.1:19464/metrics)"
+grep '"rules loaded"' "$DEMO/agent.log" | sed -E 's/.*"rules":([0-9]+),"evaluable":([0-9]+),"macros":([0-9]+),"lists":([0-9]+).*/rules: \1 loaded, \2 evaluable, \3 macros, \4 lists (upstream Falco stable set + profiles\/rules)/'
+grep '"eBPF sensor loaded' "$DEMO/agent.log" | sed -E 's/.*"programs":([0-9]+).*/eBPF: \1 tracepoint programs attached/'
 
 step "Starting brainbox pod '$POD': a FROM-scratch sidecar and a BusyBox agent container sharing one network namespace"
 "$BIN/brainbox-lab" up "$POD" >/dev/null
@@ -47,18 +52,56 @@ run docker exec "$POD-agent" cat /etc/hostname
 run docker exec "$POD-agent" sh -c 'id; cat /proc/self/status | grep -E "^(CapEff|NoNewPrivs|Seccomp):"'
 run docker exec "$POD-agent" sh -c 'cat /etc/shadow || echo "(denied)"'
 
+step "The agent goes wrong: the attacks a compromised brainbox tries (each one caught by an unchanged upstream Falco rule)"
+run docker exec -u 0 "$POD-agent" cat /etc/shadow >/dev/null
+run docker exec "$POD-agent" grep -r aws_secret_access_key /tmp || true
+run docker exec "$POD-agent" ln -s /etc/shadow /tmp/.hidden-shadow
+run docker exec "$POD-agent" sh -c 'echo evil > /var/log/agent.log; : > /var/log/agent.log'
+run docker exec -t "$POD-agent" sh -c 'sleep 1'
+docker exec -d "$POD-agent" nc -l -p 15001
+sleep 0.3
+printf '%s$ %s%s\n' "$D" "docker exec $POD-agent nc 127.0.0.1 15001 -e /bin/sh   # a reverse shell" "$N"
+docker exec -d "$POD-agent" nc 127.0.0.1 15001 -e /bin/sh
+
+step "The response: the profile maps CRITICAL to recycle (freeze -> capture from the host -> seal -> kill -> recreate)"
+OLD_ID=$(docker inspect -f '{{.Id}}' "$POD-agent")
+for _ in $(seq 1 300); do grep -q '"type":"response"' "$DEMO/events.jsonl" 2>/dev/null && break; sleep 0.1; done
+grep '"type":"response"' "$DEMO/events.jsonl" | head -1 | python3 -c '
+import json,sys
+r=json.loads(sys.stdin.read())
+print("response %s for alert %s on container %s" % (r["action"], r["alert_id"][:12], r["container_id"][:12]))
+for s in r["steps"]:
+    d = s["detail"]
+    extra = ""
+    if s["step"] == "freeze" and isinstance(d, dict): extra = "all tasks frozen"
+    if s["step"] == "capture" and isinstance(d, dict) and "summary" in d:
+        extra = "%d processes, %d layer files, bundle %s" % (d["summary"]["processes"], d["summary"]["layer_files"], d["bundle"]["id"][:16])
+    if s["step"] == "recreate" and isinstance(d, dict) and "new_container_id" in d:
+        extra = "new container %s from %s" % (d["new_container_id"][:12], d["image_id"][:19])
+    print("  %-9s %-4s %5d ms  audit #%s  %s" % (s["step"], "ok" if s["ok"] else "FAIL", s["ms"], s["audit_seq"], extra))
+'
+NEW_ID=$(docker inspect -f '{{.Id}}' "$POD-agent" 2>/dev/null || true)
+echo "container $POD-agent: ${OLD_ID:0:12} -> ${NEW_ID:0:12} (same name, same image digest, fresh writable layer)"
+EVID=$(grep '"type":"response"' "$DEMO/events.jsonl" | head -1 | python3 -c 'import json,sys; print(json.loads(sys.stdin.read()).get("evidence_id",""))')
+if [ -n "$EVID" ]; then
+  run "$BIN/brainboxctl" evidence show "$EVID" --store "$DEMO/evidence" | head -25
+  run "$BIN/brainboxctl" evidence verify "$EVID" --store "$DEMO/evidence" --audit "$DEMO/audit.log"
+  run "$BIN/brainboxctl" audit verify "$DEMO/audit.log"
+fi
+
 step "An unwatched container (no brainbox.io/profile label) does the same: the kernel filters it out"
 docker run -d --rm --name demo-unwatched --label brainbox.io/lab brainbox-lab/busybox:$(docker images --format '{{.Tag}}' brainbox-lab/busybox | head -1) sleep 60 >/dev/null
 run docker exec demo-unwatched cat /etc/hostname
 docker rm -f demo-unwatched >/dev/null
 sleep 0.5
 
-step "What the node agent reported (brainboxctl events)"
+step "What the node agent reported: events and alerts (brainboxctl events)"
 run "$BIN/brainboxctl" events "$DEMO/events.jsonl"
-printf '\n%sOne event as JSON:%s\n' "$B" "$N"
+printf '\n%sOne event and one alert as JSON:%s\n' "$B" "$N"
 grep '"/etc/hostname"' "$DEMO/events.jsonl" | head -1
-printf '\n%sKernel counters (drops are exported, never hidden):%s\n' "$B" "$N"
-curl -s http://127.0.0.1:19464/metrics | grep -E '^brainbox_(sensor_kernel|watched)' || true
+grep '"type":"alert"' "$DEMO/events.jsonl" | grep 'Redirect STDOUT' | head -1
+printf '\n%sCounters (alerts by rule; kernel events and drops, which are exported, never hidden):%s\n' "$B" "$N"
+curl -s http://127.0.0.1:19464/metrics | grep -E '^brainbox_(sensor_kernel|watched|alerts)' | grep -v ' 0$' || true
 
 for seg in "$ROOT"/scripts/demo.d/*.sh; do
   [ -e "$seg" ] || continue

@@ -30,6 +30,32 @@ pub struct AgentConfig {
     pub privileges: crate::safety::privileges::PrivilegesConfig,
     /// `[images]`: the known-good image baseline for brainboxes.
     pub images: crate::safety::baseline::ImagesConfig,
+    /// `[rules]`: detection rules.
+    pub rules: RulesConfig,
+    /// `[response]`: freeze, capture, seal, recycle.
+    pub response: crate::response::ResponseConfig,
+}
+
+/// Detection rule settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RulesConfig {
+    /// Evaluate rules (default true).
+    pub enabled: bool,
+    /// Falco rule files, loaded in order: upstream first, then overrides.
+    pub files: Vec<PathBuf>,
+}
+
+impl Default for RulesConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            files: vec![
+                PathBuf::from("rules/falco/falco_rules.yaml"),
+                PathBuf::from("profiles/rules/brainbox-overrides.yaml"),
+            ],
+        }
+    }
 }
 
 /// eBPF sensor settings.
@@ -60,6 +86,8 @@ pub struct EventsConfig {
     pub output: String,
     /// Also report events of containers that disappeared before they could be identified.
     pub include_unattributed: bool,
+    /// Write every watched syscall as an event, not only execs (verbose; for forensics and tests).
+    pub syscalls: bool,
 }
 
 impl Default for AgentConfig {
@@ -74,6 +102,8 @@ impl Default for AgentConfig {
             events: EventsConfig::default(),
             privileges: Default::default(),
             images: Default::default(),
+            rules: RulesConfig::default(),
+            response: crate::response::ResponseConfig::default(),
         }
     }
 }
@@ -101,6 +131,7 @@ impl Default for EventsConfig {
         Self {
             output: "-".into(),
             include_unattributed: false,
+            syscalls: false,
         }
     }
 }
@@ -127,6 +158,12 @@ impl Validate for AgentConfig {
         }
         if let Err(e) = crate::safety::baseline::ImageBaseline::load(&self.images) {
             return Err(ConfigError::invalid("images", e.to_string()));
+        }
+        if self.rules.enabled && self.rules.files.is_empty() {
+            return Err(ConfigError::invalid(
+                "rules.files",
+                "empty; list rule files or set rules.enabled = false",
+            ));
         }
         if self.events.output.is_empty() {
             return Err(ConfigError::invalid(

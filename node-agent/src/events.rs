@@ -2,22 +2,23 @@
 //! process. This is the stable, documented output format (see docs/events.md).
 
 use crate::{
+    enrich::{Ancestor, Arg, Enriched, FdInfo},
     runtime::ContainerInfo,
-    sensor::decode::{Exec, Header, SensorEvent},
 };
 use serde::Serialize;
 use std::{
     io::Write,
-    sync::Arc,
     time::{Duration, SystemTime},
 };
 
 /// One reported event.
 #[derive(Debug, Serialize)]
 pub struct Event<'a> {
-    /// Event type (`exec`, ...).
+    /// `exec` or `syscall`.
     #[serde(rename = "type")]
     pub kind: &'static str,
+    /// The syscall, as Falco's `evt.type` names it.
+    pub evt_type: &'static str,
     /// Wall-clock time of the event, RFC 3339.
     pub time: String,
     /// Node name.
@@ -29,6 +30,15 @@ pub struct Event<'a> {
     pub cgroup_id: u64,
     /// The process.
     pub process: Process<'a>,
+    /// Ancestors, parent first.
+    pub lineage: &'a [Ancestor],
+    /// Return value.
+    pub ret: i64,
+    /// Arguments by name.
+    pub args: serde_json::Map<String, serde_json::Value>,
+    /// The fd the event is about.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fd: Option<&'a FdInfo>,
 }
 
 /// The process part of an event.
@@ -38,19 +48,30 @@ pub struct Process<'a> {
     pub pid: u32,
     /// Thread id.
     pub tid: u32,
-    /// Parent pid (from the kernel or, failing that, /proc).
+    /// Parent pid.
     pub ppid: u32,
     /// Real uid.
     pub uid: u32,
     /// Real gid.
     pub gid: u32,
-    /// The executed path as passed to execve.
+    /// `comm`.
+    pub name: &'a str,
+    /// argv[0].
+    pub exe: &'a str,
+    /// Full path of the executable.
+    pub exepath: &'a str,
+    /// The full argv (argv[0] first).
+    pub argv: Vec<&'a str>,
+    /// Controlling terminal number, 0 for none.
+    pub tty: u32,
+    /// Working directory, if known.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub exe: Option<&'a str>,
-    /// argv.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub argv: Option<&'a [String]>,
-    /// True when argv was longer than the sensor keeps or an entry was cut.
+    pub cwd: Option<&'a str>,
+    /// The executable was written into the container's writable layer.
+    pub exe_upper_layer: bool,
+    /// The executable is a memfd.
+    pub exe_from_memfd: bool,
+    /// True when argv or a path was longer than the sensor keeps.
     pub truncated: bool,
 }
 
@@ -65,61 +86,49 @@ pub fn wall_time(ts_ns: u64) -> SystemTime {
     now_wall.checked_sub(age).unwrap_or(now_wall)
 }
 
-/// The parent pid from `/proc/<pid>/stat`, 0 when the process is gone.
-pub fn ppid_from_proc(pid: u32) -> u32 {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| parse_stat_ppid(&s))
-        .unwrap_or(0)
-}
-
-/// Field 4 of a `/proc/<pid>/stat` line; the command name may contain spaces and parentheses.
-pub fn parse_stat_ppid(stat: &str) -> Option<u32> {
-    let rest = &stat[stat.rfind(')')? + 1..];
-    rest.split_whitespace().nth(1)?.parse().ok()
-}
-
-/// Builds the reported form of a sensor event.
-pub fn build<'a>(
-    ev: &'a SensorEvent,
-    node: &'a str,
-    container: Option<&'a Arc<ContainerInfo>>,
-) -> Event<'a> {
-    let hdr: &Header = ev.header();
-    let ppid = if hdr.ppid != 0 {
-        hdr.ppid
-    } else {
-        ppid_from_proc(hdr.pid)
-    };
-    let (exe, argv, truncated) = match ev {
-        SensorEvent::Exec(Exec {
-            filename,
-            argv,
-            args_truncated,
-            cut,
-            ..
-        }) => (
-            Some(filename.as_str()),
-            Some(argv.as_slice()),
-            *args_truncated || *cut,
-        ),
-    };
+/// Builds the reported form of an enriched event.
+pub fn build<'a>(ev: &'a Enriched, node: &'a str) -> Event<'a> {
+    let p = &ev.process;
+    let mut argv = vec![p.exe.as_str()];
+    argv.extend(p.args.iter().map(String::as_str));
+    let args = ev
+        .args
+        .iter()
+        .map(|(k, v)| {
+            let v = match v {
+                Arg::Num(n) => serde_json::Value::from(*n),
+                Arg::Str(s) => serde_json::Value::from(s.as_str()),
+            };
+            (k.to_string(), v)
+        })
+        .collect();
     Event {
-        kind: ev.kind_name(),
-        time: humantime::format_rfc3339_nanos(wall_time(hdr.ts_ns)).to_string(),
+        kind: if ev.is_exec() { "exec" } else { "syscall" },
+        evt_type: ev.evt_type,
+        time: humantime::format_rfc3339_nanos(wall_time(ev.hdr.ts_ns)).to_string(),
         node,
-        container: container.map(|c| &**c),
-        cgroup_id: hdr.cgroup_id,
+        container: ev.container.as_deref(),
+        cgroup_id: ev.hdr.cgroup_id,
         process: Process {
-            pid: hdr.pid,
-            tid: hdr.tid,
-            ppid,
-            uid: hdr.uid,
-            gid: hdr.gid,
-            exe,
+            pid: ev.hdr.pid,
+            tid: ev.hdr.tid,
+            ppid: p.ppid,
+            uid: ev.hdr.uid,
+            gid: ev.hdr.gid,
+            name: &p.name,
+            exe: &p.exe,
+            exepath: &p.exepath,
             argv,
-            truncated,
+            tty: p.tty,
+            cwd: p.cwd.as_deref(),
+            exe_upper_layer: p.exe_upper_layer,
+            exe_from_memfd: p.exe_from_memfd,
+            truncated: ev.truncated,
         },
+        lineage: &ev.lineage,
+        ret: ev.ret,
+        args,
+        fd: ev.fd.as_ref(),
     }
 }
 
@@ -144,16 +153,8 @@ impl Sink {
         Ok(Self { out })
     }
 
-    /// Writes any serializable event (e.g. `image_unapproved`) as a JSON line and flushes.
-    pub fn write_json<T: Serialize>(&mut self, ev: &T) -> std::io::Result<()> {
-        let mut line = serde_json::to_vec(ev).map_err(std::io::Error::other)?;
-        line.push(b'\n');
-        self.out.write_all(&line)?;
-        self.out.flush()
-    }
-
-    /// Writes one event as a JSON line and flushes (events are rare and must not sit in a buffer).
-    pub fn write(&mut self, ev: &Event<'_>) -> std::io::Result<()> {
+    /// Writes one event or alert as a JSON line and flushes (they must not sit in a buffer).
+    pub fn write<T: Serialize>(&mut self, ev: &T) -> std::io::Result<()> {
         let mut line = serde_json::to_vec(ev).map_err(std::io::Error::other)?;
         line.push(b'\n');
         self.out.write_all(&line)?;
@@ -164,12 +165,6 @@ impl Sink {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn stat_ppid_handles_odd_comm() {
-        assert_eq!(parse_stat_ppid("42 (a) b) (c) S 7 42 42 0"), Some(7));
-        assert_eq!(parse_stat_ppid("garbage"), None);
-    }
 
     #[test]
     fn wall_time_is_not_in_the_future() {

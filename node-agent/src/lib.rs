@@ -7,8 +7,12 @@
 
 pub mod app;
 pub mod config;
+pub mod detect;
+pub mod enrich;
 pub mod events;
 pub mod metrics;
+pub mod process;
+pub mod response;
 pub mod runtime;
 pub mod safety;
 pub mod sensor;

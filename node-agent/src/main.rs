@@ -21,10 +21,42 @@ enum Command {
     Run,
     /// Print the effective configuration as JSON and exit.
     Config,
+    /// Falco rule tools (need no agent configuration).
+    Rules {
+        #[command(subcommand)]
+        command: RulesCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum RulesCommand {
+    /// Load rule files in order (upstream first, then overrides) and report rules, macros,
+    /// lists, evaluable rules and warnings; exit 1 with file:line on an invalid file.
+    Check {
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Rule files, loaded in this order.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
 }
 
 fn main() {
     let cli = Cli::parse();
+    // Rule tools run before the agent configuration is loaded: they must work anywhere.
+    if let Some(Command::Rules {
+        command: RulesCommand::Check { json, files },
+    }) = &cli.command
+    {
+        let code = brainbox_rules::check::run(
+            *json,
+            files,
+            &mut std::io::stdout(),
+            &mut std::io::stderr(),
+        );
+        std::process::exit(code);
+    }
     let cfg: AgentConfig = match brainbox_common::config::load(cli.config.as_deref()) {
         Ok(c) => c,
         Err(e) => {
@@ -36,6 +68,7 @@ fn main() {
         Command::Config => {
             println!("{cfg:#?}");
         }
+        Command::Rules { .. } => unreachable!("handled before the configuration is loaded"),
         Command::Run => {
             brainbox_common::telemetry::init(&cfg.log);
             // Before the runtime starts its threads: capabilities are per thread.

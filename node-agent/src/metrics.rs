@@ -13,6 +13,15 @@ pub struct KindLabel {
     pub kind: String,
 }
 
+/// Label set for alert counters.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RuleLabel {
+    /// Rule name.
+    pub rule: String,
+    /// Rule priority.
+    pub priority: String,
+}
+
 /// All of the agent's metrics.
 #[derive(Default)]
 pub struct AgentMetrics {
@@ -24,6 +33,10 @@ pub struct AgentMetrics {
     pub unattributed: Counter,
     /// Containers currently watched.
     pub watched_containers: Gauge,
+    /// Processes in the process table.
+    pub processes: Gauge,
+    /// Alerts raised, by rule and priority.
+    pub alerts: Family<RuleLabel, Counter>,
 }
 
 impl AgentMetrics {
@@ -46,6 +59,16 @@ impl AgentMetrics {
             "sensor_unattributed_events",
             "Events from a watched cgroup that matched no known container",
             self.unattributed.clone(),
+        );
+        r.register(
+            "alerts",
+            "Alerts raised by rule and priority",
+            self.alerts.clone(),
+        );
+        r.register(
+            "process_table_processes",
+            "Processes held in the process table",
+            self.processes.clone(),
         );
         r.register(
             "watched_containers",

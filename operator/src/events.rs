@@ -10,6 +10,16 @@ pub fn render(line: &str) -> Option<String> {
     let time = v["time"].as_str().unwrap_or("");
     // HH:MM:SS.mmm out of RFC 3339.
     let clock = time.get(11..23).unwrap_or(time);
+    if kind == "alert" {
+        let c = &v["container"];
+        return Some(format!(
+            "{clock}  ALERT  {:<8} {} [{}] {}",
+            v["priority"].as_str().unwrap_or("?").to_uppercase(),
+            v["rule"].as_str().unwrap_or("?"),
+            c["name"].as_str().unwrap_or("host"),
+            sanitize(v["output"].as_str().unwrap_or(""))
+        ));
+    }
     let c = &v["container"];
     let who = if c.is_null() {
         format!("cgroup {}", v["cgroup_id"])
@@ -43,14 +53,18 @@ pub fn render(line: &str) -> Option<String> {
     ))
 }
 
+/// Control characters (a forged newline, an ANSI escape) become `?`.
+fn sanitize(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
+}
+
 fn shell_quote(s: &str) -> String {
     let safe = !s.is_empty()
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,@%+".contains(&b));
-    let printable: String = s
-        .chars()
-        .map(|c| if c.is_control() { '?' } else { c })
-        .collect();
+    let printable = sanitize(s);
     if safe {
         printable
     } else {
@@ -104,6 +118,17 @@ mod tests {
         let l = r#"{"type":"exec","time":"t","container":null,"cgroup_id":1,"process":{"argv":["a\nFAKE"]}}"#;
         let r = render(l).unwrap();
         assert!(!r.contains('\n'), "{r}");
+    }
+
+    #[test]
+    fn renders_alerts_without_control_characters() {
+        let l = r#"{"type":"alert","time":"2026-11-25T16:24:03.861Z","rule":"Read sensitive file untrusted","priority":"warning","container":{"name":"p-agent"},"output":"file=/etc/shadow\u001b[2J\nforged"}"#;
+        let r = render(l).unwrap();
+        assert!(
+            r.contains("ALERT  WARNING  Read sensitive file untrusted [p-agent]"),
+            "{r}"
+        );
+        assert!(!r.contains('\n') && !r.contains('\u{1b}'), "{r}");
     }
 
     #[test]

@@ -5,6 +5,10 @@ mod events;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
+mod alerts_cmd;
+mod evidence_cmd;
+mod exit;
+
 /// brainbox-guard operator CLI: profiles, alerts, evidence, audit, safe mode, sidecar injection.
 #[derive(Parser)]
 #[command(version, about, long_about = None)]
@@ -33,6 +37,19 @@ enum Command {
         #[arg(long, short)]
         follow: bool,
     },
+    /// Follow and acknowledge alerts (JetStream).
+    #[command(subcommand)]
+    Alerts(alerts_cmd::AlertsCmd),
+    /// Sealed evidence bundles: list, show, verify, export.
+    #[command(subcommand)]
+    Evidence(evidence_cmd::EvidenceCmd),
+    /// The hash-chained audit log.
+    #[command(subcommand)]
+    Audit(evidence_cmd::AuditCmd),
+    /// Put nodes into safe mode, lift it, or show its state.
+    SafeMode(alerts_cmd::SafeModeArgs),
+    /// The operator's heartbeat for the dead-man switch.
+    Checkin(alerts_cmd::CheckinArgs),
     /// Inject the brainbox sidecar and hardening into Kubernetes objects (YAML), like
     /// `istioctl kube-inject`.
     Inject(InjectArgs),
@@ -121,6 +138,11 @@ fn main() {
                 }
             }
         }
+        Command::Alerts(c) => alerts_cmd::alerts(c, cli.json),
+        Command::Evidence(c) => evidence_cmd::evidence(c, cli.json),
+        Command::Audit(c) => evidence_cmd::audit(c, cli.json),
+        Command::SafeMode(a) => alerts_cmd::safe_mode(a, cli.json),
+        Command::Checkin(a) => alerts_cmd::checkin(a, cli.json),
     };
     std::process::exit(code);
 }

@@ -38,7 +38,17 @@ pub struct PodSpec<'a> {
     pub profile: Option<&'a str>,
     /// Command of the agent container.
     pub agent_cmd: &'a [&'a str],
+    /// Read-only root file system for the agent container (default true; false gives it a
+    /// writable layer, as many real images have).
+    pub read_only: bool,
+    /// Mount the static `brainbox-attack` tool at [`ATTACK_TOOL`] in the agent container.
+    pub attack_tool: bool,
+    /// Extra `docker run` arguments for the agent container (before the image).
+    pub agent_args: Vec<String>,
 }
+
+/// Where the attack tool is mounted inside the agent container.
+pub const ATTACK_TOOL: &str = "/opt/brainbox/brainbox-attack";
 
 impl<'a> PodSpec<'a> {
     /// A watched pod with the `default` profile whose agent container idles.
@@ -47,8 +57,24 @@ impl<'a> PodSpec<'a> {
             name,
             profile: Some("default"),
             agent_cmd: &["sleep", "86400"],
+            read_only: true,
+            attack_tool: false,
+            agent_args: vec![],
         }
     }
+}
+
+/// Path of the static attack tool built for musl.
+pub fn attack_tool_binary() -> std::path::PathBuf {
+    let profile = if cfg!(debug_assertions) {
+        "debug"
+    } else {
+        "release"
+    };
+    crate::target_dir()
+        .join("x86_64-unknown-linux-musl")
+        .join(profile)
+        .join("brainbox-attack")
 }
 
 impl Pod {
@@ -92,8 +118,25 @@ impl Pod {
         let net = format!("container:{}", sidecar.id);
         let user = format!("{AGENT_UID}:{AGENT_UID}");
         let tmpfs = format!("/run/secrets:size=1m,mode=0700,uid={AGENT_UID}");
-        let mut args: Vec<String> = HARDENING.iter().map(|s| s.to_string()).collect();
+        let mut args: Vec<String> = HARDENING
+            .iter()
+            .filter(|a| spec.read_only || **a != "--read-only")
+            .map(|s| s.to_string())
+            .collect();
         args.extend(labels("agent"));
+        if spec.attack_tool {
+            let tool = attack_tool_binary();
+            anyhow::ensure!(
+                tool.exists(),
+                "{} is missing: build it with `cargo build -p brainbox-lab --bin brainbox-attack \
+                 --target x86_64-unknown-linux-musl` (scripts/test.sh does)",
+                tool.display()
+            );
+            args.push("--volume".into());
+            args.push(format!("{}:{ATTACK_TOOL}:ro", tool.display()));
+        }
+        args.extend(spec.agent_args.iter().cloned());
+        let var_log = format!("/var/log:size=16m,uid={AGENT_UID}");
         args.extend(
             [
                 "--network",
@@ -103,7 +146,9 @@ impl Pod {
                 "--tmpfs",
                 &tmpfs,
                 "--tmpfs",
-                "/tmp:size=16m",
+                "/tmp:size=16m,mode=1777",
+                "--tmpfs",
+                &var_log,
                 &agent_image,
             ]
             .iter()

@@ -11,6 +11,9 @@ use std::{
     path::{Path, PathBuf},
 };
 
+pub mod safety;
+pub use safety::{Lift, SafeAction, SafetyPolicy};
+
 /// The container label that selects a profile (and so marks the container as watched).
 pub const PROFILE_LABEL: &str = "brainbox.io/profile";
 /// The container label naming the pod a container belongs to (the lab's stand-in for a pod).
@@ -44,6 +47,126 @@ pub struct Profile {
     /// Whether the sensor reports this profile's process events (default true).
     #[serde(default = "yes")]
     pub watch: bool,
+    /// What to do when rules fire in containers of this profile (first match wins; an alert
+    /// that matches none is only an alert).
+    #[serde(default)]
+    pub responses: Vec<ResponseRule>,
+    /// The dead-man switch and safe mode (absent: neither).
+    #[serde(default)]
+    pub safety: Option<SafetyPolicy>,
+}
+
+/// Response actions, mildest first.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    /// Raise the alert only.
+    Alert,
+    /// Kill the container's processes (the container stops; its orchestrator decides what next).
+    Kill,
+    /// Freeze the container and keep it frozen for an operator (evidence captured).
+    Isolate,
+    /// Freeze, capture, seal, then kill and recreate from the known-good image.
+    Recycle,
+}
+
+/// Which alerts a response applies to. Every given criterion must hold; an empty match matches
+/// every alert.
+#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Match {
+    /// Rule names (exact).
+    pub rules: Vec<String>,
+    /// Any of these tags.
+    pub tags: Vec<String>,
+    /// At least this Falco priority (`debug` < `informational` < `notice` < `warning` < `error`
+    /// < `critical` < `alert` < `emergency`).
+    pub priority_at_least: Option<String>,
+}
+
+/// Limits how often a response may run for one container, so a noisy rule cannot recycle a pod
+/// in a loop.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    /// Most runs per window.
+    pub max: u32,
+    /// Window length in seconds.
+    pub per_secs: u64,
+}
+
+/// One response rule.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ResponseRule {
+    /// Name, for logs and the audit trail.
+    pub name: String,
+    /// Which alerts it applies to.
+    #[serde(rename = "match", default)]
+    pub when: Match,
+    /// What to do.
+    pub action: Action,
+    /// How often it may run per container (default: once per 10 minutes).
+    #[serde(default = "default_rate")]
+    pub rate_limit: RateLimit,
+}
+
+fn default_rate() -> RateLimit {
+    RateLimit {
+        max: 1,
+        per_secs: 600,
+    }
+}
+
+/// Falco priorities in increasing severity; `info` is accepted for `informational`.
+pub const PRIORITIES: &[&str] = &[
+    "debug",
+    "informational",
+    "notice",
+    "warning",
+    "error",
+    "critical",
+    "alert",
+    "emergency",
+];
+
+/// The severity rank of a priority name (case-insensitive), or `None` if unknown.
+pub fn priority_rank(p: &str) -> Option<usize> {
+    let p = p.to_ascii_lowercase();
+    let p = if p == "info" {
+        "informational".to_string()
+    } else {
+        p
+    };
+    PRIORITIES.iter().position(|x| *x == p)
+}
+
+impl Match {
+    /// Whether an alert with this rule, tags and priority matches.
+    pub fn matches(&self, rule: &str, tags: &[String], priority: &str) -> bool {
+        (self.rules.is_empty() || self.rules.iter().any(|r| r == rule))
+            && (self.tags.is_empty() || self.tags.iter().any(|t| tags.contains(t)))
+            && self.priority_at_least.as_deref().is_none_or(|min| {
+                match (priority_rank(priority), priority_rank(min)) {
+                    (Some(p), Some(m)) => p >= m,
+                    _ => false,
+                }
+            })
+    }
+}
+
+impl Profile {
+    /// The first response rule matching an alert, if any.
+    pub fn response_for(
+        &self,
+        rule: &str,
+        tags: &[String],
+        priority: &str,
+    ) -> Option<&ResponseRule> {
+        self.responses
+            .iter()
+            .find(|r| r.when.matches(rule, tags, priority))
+    }
 }
 
 fn yes() -> bool {
@@ -91,6 +214,38 @@ impl Profile {
     }
 
     fn validate(&self, path: &Path) -> Result<(), ProfileError> {
+        if self
+            .safety
+            .as_ref()
+            .is_some_and(|s| s.checkin_interval_secs == Some(0))
+        {
+            return Err(ProfileError::Invalid {
+                path: path.to_owned(),
+                field: "safety.checkin_interval_secs".into(),
+                reason: "must be at least 1 (omit it to disable the dead-man switch)".into(),
+            });
+        }
+        for (i, r) in self.responses.iter().enumerate() {
+            if let Some(p) = &r.when.priority_at_least {
+                if priority_rank(p).is_none() {
+                    return Err(ProfileError::Invalid {
+                        path: path.to_owned(),
+                        field: format!("responses[{i}].match.priority_at_least"),
+                        reason: format!(
+                            "`{p}` is not a Falco priority ({})",
+                            PRIORITIES.join(", ")
+                        ),
+                    });
+                }
+            }
+            if r.rate_limit.max == 0 || r.rate_limit.per_secs == 0 {
+                return Err(ProfileError::Invalid {
+                    path: path.to_owned(),
+                    field: format!("responses[{i}].rate_limit"),
+                    reason: "max and per_secs must both be at least 1".into(),
+                });
+            }
+        }
         let ok = !self.name.is_empty()
             && self.name.len() <= 63
             && self
@@ -174,6 +329,15 @@ impl ProfileSet {
         self.profiles.is_empty()
     }
 
+    /// The node's safety policy: every profile's `safety` section combined (the strictest wins).
+    pub fn safety_policy(&self) -> Option<SafetyPolicy> {
+        SafetyPolicy::combine(
+            self.profiles
+                .values()
+                .filter_map(|(p, _)| p.safety.as_ref()),
+        )
+    }
+
     /// Profile names, sorted.
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.profiles.keys().map(String::as_str)
@@ -220,6 +384,57 @@ mod tests {
         assert!(Profile::from_yaml("name: a\nzone: dmz\n", Path::new("t")).is_err());
         let e = Profile::from_yaml("name: A_b\nzone: control\n", Path::new("t")).unwrap_err();
         assert!(e.to_string().contains("`name`"), "{e}");
+    }
+
+    #[test]
+    fn responses_match_by_rule_tag_and_priority() {
+        let p = Profile::from_yaml(
+            "name: a\nzone: untrusted\nresponses:\n  - name: r\n    match: {priority_at_least: critical}\n    action: recycle\n  - name: t\n    match: {tags: [network]}\n    action: alert\n",
+            Path::new("t"),
+        )
+        .unwrap();
+        assert_eq!(
+            p.response_for("x", &[], "CRITICAL").unwrap().action,
+            Action::Recycle
+        );
+        assert_eq!(
+            p.response_for("x", &[], "emergency").unwrap().action,
+            Action::Recycle
+        );
+        assert_eq!(
+            p.response_for("x", &["network".into()], "warning")
+                .unwrap()
+                .action,
+            Action::Alert
+        );
+        assert!(p.response_for("x", &[], "warning").is_none());
+        assert_eq!(
+            p.responses[0].rate_limit,
+            RateLimit {
+                max: 1,
+                per_secs: 600
+            }
+        );
+    }
+
+    #[test]
+    fn bad_response_fields_are_named() {
+        let e = Profile::from_yaml(
+            "name: a\nzone: untrusted\nresponses:\n  - name: r\n    match: {priority_at_least: severe}\n    action: recycle\n",
+            Path::new("t"),
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("responses[0].match.priority_at_least"),
+            "{e}"
+        );
+        let e = Profile::from_yaml(
+            "name: a\nzone: untrusted\nresponses:\n  - name: r\n    action: nuke\n",
+            Path::new("t"),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("nuke"), "{e}");
     }
 
     #[test]

@@ -181,7 +181,7 @@ impl DockerWatcher {
         let Some(pid) = c.state.and_then(|s| s.pid).filter(|p| *p > 0) else {
             return Ok(None);
         };
-        let (_, cgroup_id) = match cgroup::cgroup_of_pid(&self.cgroup2, pid as u32) {
+        let (cgroup_dir, cgroup_id) = match cgroup::cgroup_of_pid(&self.cgroup2, pid as u32) {
             Ok(v) => v,
             Err(e) => {
                 // The container may have exited already.
@@ -189,7 +189,48 @@ impl DockerWatcher {
                 return Ok(None);
             }
         };
+        // Mount points inside the container: what Docker mounted (volumes, binds, tmpfs) and
+        // the files it always bind-mounts. Paths under them are not in the writable layer.
+        let mut mounts: Vec<String> = c
+            .mounts
+            .as_deref()
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|m| m.destination.clone())
+            .collect();
+        if let Some(t) = c.host_config.as_ref().and_then(|h| h.tmpfs.as_ref()) {
+            mounts.extend(t.keys().cloned());
+        }
+        mounts.extend(
+            [
+                "/etc/hostname",
+                "/etc/hosts",
+                "/etc/resolv.conf",
+                "/dev",
+                "/proc",
+                "/sys",
+            ]
+            .iter()
+            .map(|s| s.to_string()),
+        );
+        let writable = c
+            .graph_driver
+            .as_ref()
+            .and_then(|g| g.data.get("UpperDir"))
+            .map(|u| crate::process::WritableLayer {
+                upper_dir: std::path::PathBuf::from(u),
+                mounts,
+            });
+        let privileged = c
+            .host_config
+            .as_ref()
+            .and_then(|h| h.privileged)
+            .unwrap_or(false);
         Ok(Some(ContainerInfo {
+            cgroup_dir,
+            init_pid: pid as u32,
+            writable,
+            privileged,
             id: c.id.unwrap_or_else(|| id.to_owned()),
             name: c
                 .name
@@ -199,7 +240,12 @@ impl DockerWatcher {
             image: config.image.unwrap_or_default(),
             image_id: c.image.unwrap_or_default(),
             profile,
-            pod: labels.get(POD_LABEL).cloned(),
+            // kubelet labels its containers; the lab uses brainbox.io/pod.
+            pod: labels
+                .get("io.kubernetes.pod.name")
+                .or_else(|| labels.get(POD_LABEL))
+                .cloned(),
+            namespace: labels.get("io.kubernetes.pod.namespace").cloned(),
             role: labels.get(ROLE_LABEL).cloned(),
             cgroup_id,
         }))

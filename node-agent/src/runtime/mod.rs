@@ -25,12 +25,27 @@ pub struct ContainerInfo {
     /// Pod name from the `brainbox.io/pod` label, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pod: Option<String>,
+    /// Kubernetes namespace (kubelet's `io.kubernetes.pod.namespace` label), if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
     /// Role in the pod (`agent`, `sidecar`), if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub role: Option<String>,
     /// cgroup v2 id.
     #[serde(skip)]
     pub cgroup_id: u64,
+    /// cgroup v2 directory (for freeze and kill).
+    #[serde(skip)]
+    pub cgroup_dir: std::path::PathBuf,
+    /// The container's writable layer on the host, if it has one.
+    #[serde(skip)]
+    pub writable: Option<crate::process::WritableLayer>,
+    /// Whether the container runs privileged.
+    #[serde(skip)]
+    pub privileged: bool,
+    /// Host pid of the container's init process (its root file system outlives short processes).
+    #[serde(skip)]
+    pub init_pid: u32,
 }
 
 /// The container table: cgroup id → container, bounded.
@@ -94,8 +109,13 @@ mod tests {
             image_id: "sha256:x".into(),
             profile: "default".into(),
             pod: None,
+            namespace: None,
             role: None,
             cgroup_id: cg,
+            cgroup_dir: std::path::PathBuf::new(),
+            writable: None,
+            privileged: false,
+            init_pid: 0,
         }
     }
 

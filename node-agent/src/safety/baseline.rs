@@ -141,8 +141,11 @@ mod tests {
             image_id: image_id.into(),
             profile: "default".into(),
             pod: None,
+            namespace: None,
             role: None,
             cgroup_id: 1,
+            cgroup_dir: Default::default(),
+            writable: None,
         }
     }
 

@@ -10,7 +10,7 @@ use aya::{
     Ebpf, EbpfLoader,
 };
 use brainbox_ebpf_common::{
-    stat_index, EventKind, Stat, WatchFlags, EVENTS_MAP, STATS_MAP, WATCHED_MAP,
+    sc_stat_index, stat_index, EventKind, Sc, Stat, WatchFlags, EVENTS_MAP, STATS_MAP, WATCHED_MAP,
 };
 use decode::SensorEvent;
 use prometheus_client::{
@@ -20,6 +20,7 @@ use prometheus_client::{
 };
 use std::{
     collections::HashMap,
+    path::Path,
     sync::{Arc, Mutex},
     time::Duration,
 };
@@ -28,13 +29,37 @@ use tokio::{io::unix::AsyncFd, sync::mpsc};
 /// The compiled eBPF object, built by `build.rs`.
 static BPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/sensor.bpf.o"));
 
-/// Tracepoints the sensor attaches, as (program, category, name).
-const TRACEPOINTS: &[(&str, &str, &str)] = &[
-    ("sys_enter_execve", "syscalls", "sys_enter_execve"),
-    ("sys_exit_execve", "syscalls", "sys_exit_execve"),
-    ("sys_enter_execveat", "syscalls", "sys_enter_execveat"),
-    ("sys_exit_execveat", "syscalls", "sys_exit_execveat"),
-];
+/// Tracepoints the sensor attaches, as (program, category, name, required). A required one that
+/// fails stops the agent; an optional one (a syscall this kernel lacks, such as `openat2` on old
+/// kernels or `init_module` on kernels without modules) is logged and reported as missing.
+fn tracepoints() -> Vec<(String, &'static str, String, bool)> {
+    let mut v = vec![];
+    for name in ["execve", "execveat"] {
+        for dir in ["enter", "exit"] {
+            let tp = format!("sys_{dir}_{name}");
+            v.push((tp.clone(), "syscalls", tp, true));
+        }
+    }
+    for sc in Sc::ALL {
+        for dir in ["enter", "exit"] {
+            let tp = format!("sys_{dir}_{}", sc.name());
+            v.push((tp.clone(), "syscalls", tp, false));
+        }
+    }
+    for tp in ["sched_process_fork", "sched_process_exit"] {
+        v.push((tp.to_string(), "sched", tp.to_string(), true));
+    }
+    v
+}
+
+/// What the sensor attached.
+#[derive(Debug, Clone, Default)]
+pub struct Attached {
+    /// Programs attached.
+    pub programs: usize,
+    /// Optional tracepoints this kernel does not have.
+    pub missing: Vec<String>,
+}
 
 /// Why the sensor could not start.
 #[derive(Debug, thiserror::Error)]
@@ -99,6 +124,7 @@ pub struct Sensor {
     ring: RingBuf<MapData>,
     stats: KernelStats,
     watch: WatchList,
+    attached: Attached,
 }
 
 impl Sensor {
@@ -117,23 +143,32 @@ impl Sensor {
             .map_max_entries(EVENTS_MAP, ring_buffer_bytes)
             .load(BPF_OBJECT)
             .map_err(|e| SensorError::Load(Box::new(e)))?;
-        for (program, category, name) in TRACEPOINTS {
+        let mut attached = Attached::default();
+        for (program, category, name, required) in tracepoints() {
             let err = |source| SensorError::Program {
-                program: program.to_string(),
+                program: program.clone(),
                 category: category.to_string(),
-                name: name.to_string(),
+                name: name.clone(),
                 source: Box::new(source),
             };
             let prog: &mut TracePoint = bpf
-                .program_mut(program)
+                .program_mut(&program)
                 .ok_or_else(|| SensorError::Map {
                     map: "programs",
                     reason: format!("program {program} missing from the object"),
                 })?
                 .try_into()
                 .map_err(err)?;
+            let tracefs = Path::new("/sys/kernel/tracing/events")
+                .join(category)
+                .join(&name);
+            if !required && !tracefs.exists() {
+                attached.missing.push(name.clone());
+                continue;
+            }
             prog.load().map_err(err)?;
-            prog.attach(category, name).map_err(err)?;
+            prog.attach(category, &name).map_err(err)?;
+            attached.programs += 1;
         }
         let take = |bpf: &mut Ebpf, map: &'static str| {
             bpf.take_map(map).ok_or(SensorError::Map {
@@ -165,12 +200,18 @@ impl Sensor {
             watch: WatchList {
                 map: Arc::new(Mutex::new(watched)),
             },
+            attached,
         })
     }
 
     /// The watch list handle.
     pub fn watch_list(&self) -> WatchList {
         self.watch.clone()
+    }
+
+    /// What was attached and what this kernel lacks.
+    pub fn attached(&self) -> &Attached {
+        &self.attached
     }
 
     /// The kernel counters, for registering as a Prometheus collector.
@@ -250,12 +291,36 @@ impl std::fmt::Debug for KernelStats {
 }
 
 impl KernelStats {
-    /// The summed-over-CPUs value of one counter (0 if unreadable).
-    pub fn read(&self, kind: EventKind, stat: Stat) -> u64 {
+    fn read_index(&self, index: u32) -> u64 {
         let map = self.map.lock().expect("stats lock");
-        map.get(&stat_index(kind as u32, stat), 0)
-            .map(|v| v.iter().sum())
-            .unwrap_or(0)
+        map.get(&index, 0).map(|v| v.iter().sum()).unwrap_or(0)
+    }
+
+    /// The summed-over-CPUs value of one counter (0 if unreadable). For
+    /// [`EventKind::Syscall`] it is the sum over every syscall.
+    pub fn read(&self, kind: EventKind, stat: Stat) -> u64 {
+        match kind {
+            EventKind::Syscall => Sc::ALL
+                .iter()
+                .map(|sc| self.read_index(sc_stat_index(*sc as u32, stat)))
+                .sum(),
+            k => self.read_index(stat_index(k as u32, stat)),
+        }
+    }
+
+    /// Per-series values as (`kind` label, value): one per non-syscall kind and one per syscall.
+    pub fn series(&self, stat: Stat) -> Vec<(&'static str, u64)> {
+        let mut v: Vec<(&'static str, u64)> = EventKind::ALL
+            .iter()
+            .filter(|k| **k != EventKind::Syscall)
+            .map(|k| (k.name(), self.read_index(stat_index(*k as u32, stat))))
+            .collect();
+        v.extend(
+            Sc::ALL
+                .iter()
+                .map(|sc| (sc.name(), self.read_index(sc_stat_index(*sc as u32, stat)))),
+        );
+        v
     }
 }
 
@@ -274,11 +339,9 @@ impl Collector for KernelStats {
             ),
         ] {
             let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
-            for kind in EventKind::ALL {
-                let label = KindLabel {
-                    kind: kind.name().into(),
-                };
-                ConstCounter::new(self.read(kind, stat)).encode(family.encode_family(&label)?)?;
+            for (kind, value) in self.series(stat) {
+                let label = KindLabel { kind: kind.into() };
+                ConstCounter::new(value).encode(family.encode_family(&label)?)?;
             }
         }
         Ok(())

@@ -16,9 +16,10 @@ use aya_ebpf::{
     maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
     programs::TracePointContext,
 };
+use aya_ebpf::helpers::bpf_probe_read_user_buf;
 use brainbox_ebpf_common::{
-    stat_index, EventHeader, EventKind, ExecEvent, ExecFlags, Stat, ARG_LEN, MAX_ARGS, PATH_LEN,
-    STATS_LEN,
+    sc_stat_index, stat_index, EventHeader, EventKind, ExecEvent, ExecFlags, ExitEvent, ForkEvent, Sc, Stat,
+    SyscallEvent, SyscallFlags, ADDR_LEN, ARG_LEN, MAX_ARGS, PATH_LEN, STATS_LEN,
 };
 
 /// All events, one ring buffer (size set by user space at load time).
@@ -41,9 +42,25 @@ static PENDING_EXEC: LruHashMap<u64, ExecEvent> = LruHashMap::with_max_entries(4
 #[map(name = "SCRATCH_EXEC")]
 static SCRATCH_EXEC: PerCpuArray<ExecEvent> = PerCpuArray::with_max_entries(1, 0);
 
+/// Syscalls in flight: arguments captured at entry, emitted at exit with the result.
+#[map(name = "PENDING_SC")]
+static PENDING_SC: LruHashMap<u64, SyscallEvent> = LruHashMap::with_max_entries(8192, 0);
+
+/// Per-CPU scratch space for building a SyscallEvent.
+#[map(name = "SCRATCH_SC")]
+static SCRATCH_SC: PerCpuArray<SyscallEvent> = PerCpuArray::with_max_entries(1, 0);
+
 #[inline(always)]
 fn count(kind: EventKind, stat: Stat) {
     if let Some(p) = STATS.get_ptr_mut(stat_index(kind as u32, stat)) {
+        // SAFETY: per-CPU slot, no concurrent writer on this CPU while we run.
+        unsafe { *p += 1 };
+    }
+}
+
+#[inline(always)]
+fn count_sc(sc: u32, stat: Stat) {
+    if let Some(p) = STATS.get_ptr_mut(sc_stat_index(sc, stat)) {
         // SAFETY: per-CPU slot, no concurrent writer on this CPU while we run.
         unsafe { *p += 1 };
     }
@@ -123,7 +140,11 @@ fn exec_enter(ctx: &TracePointContext, filename_off: usize, argv_off: usize, fla
     ev.ret = 0;
     ev.argc = 0;
     ev.flags = flags;
-    ev._pad = 0;
+    ev.dirfd = 0;
+    if flags & ExecFlags::EXECVEAT != 0 {
+        // SAFETY: reading the tracepoint record (execveat's fd is its first argument).
+        ev.dirfd = unsafe { ctx.read_at::<u64>(16) }.unwrap_or(0) as u32;
+    }
 
     // SAFETY: reading the tracepoint record at offsets taken from its format file.
     let filename: *const u8 = unsafe { ctx.read_at(filename_off) }.unwrap_or(core::ptr::null());
@@ -191,6 +212,222 @@ fn exec_exit(ctx: &TracePointContext) {
         }
     }
     let _ = PENDING_EXEC.remove(&tid);
+}
+
+// ---- syscalls ------------------------------------------------------------------------------
+
+/// No such argument.
+const NONE: usize = 99;
+/// Offset of syscall argument `i` in a `syscalls:sys_enter_*` record (each is 8 bytes).
+const fn arg_off(i: usize) -> usize {
+    16 + 8 * i
+}
+
+#[inline(always)]
+fn read_path(ptr: u64, dst: &mut [u8; PATH_LEN]) -> bool {
+    if ptr == 0 {
+        dst[0] = 0;
+        return false;
+    }
+    // SAFETY: user memory is only read through the probe-read helper.
+    match unsafe { bpf_probe_read_user_str_bytes(ptr as *const u8, dst) } {
+        Ok(s) => s.len() >= PATH_LEN - 1,
+        Err(_) => {
+            dst[0] = 0;
+            false
+        }
+    }
+}
+
+#[inline(always)]
+fn read_addr(ptr: u64, len: u64, ev: &mut SyscallEvent) {
+    if ptr == 0 || len == 0 {
+        return;
+    }
+    // A sockaddr_in is 16 bytes, sockaddr_in6 28; read what fits our slot.
+    let want = if len >= ADDR_LEN as u64 { ADDR_LEN } else if len >= 28 { 28 } else { 16 };
+    let ok = match want {
+        ADDR_LEN => unsafe { bpf_probe_read_user_buf(ptr as *const u8, &mut ev.addr[..ADDR_LEN]) },
+        28 => unsafe { bpf_probe_read_user_buf(ptr as *const u8, &mut ev.addr[..28]) },
+        _ => unsafe { bpf_probe_read_user_buf(ptr as *const u8, &mut ev.addr[..16]) },
+    };
+    if ok.is_ok() {
+        ev.addr_len = if (len as usize) < want { len as u32 } else { want as u32 };
+        ev.flags |= SyscallFlags::HAS_ADDR;
+    }
+}
+
+#[inline(always)]
+fn sc_enter(ctx: &TracePointContext, sc: Sc, p1: usize, p2: usize, addr: usize) {
+    if !watched() {
+        return;
+    }
+    let Some(ev) = SCRATCH_SC.get_ptr_mut(0) else {
+        count_sc(sc as u32, Stat::Dropped);
+        return;
+    };
+    // SAFETY: the per-CPU scratch slot is ours for the duration of this program.
+    let ev = unsafe { &mut *ev };
+    ev.hdr = header(EventKind::Syscall);
+    ev.sc = sc as u32;
+    ev.flags = 0;
+    ev.ret = 0;
+    ev.addr_len = 0;
+    ev._pad = 0;
+    let mut i = 0;
+    while i < 6 {
+        // SAFETY: reading the tracepoint record at the offsets of its format file.
+        ev.args[i] = unsafe { ctx.read_at::<u64>(arg_off(i)) }.unwrap_or(0);
+        i += 1;
+    }
+    if p1 != NONE && read_path(ev.args[p1], &mut ev.path1) {
+        ev.flags |= SyscallFlags::PATH1_CUT;
+    } else if p1 == NONE {
+        ev.path1[0] = 0;
+    }
+    if p2 != NONE && read_path(ev.args[p2], &mut ev.path2) {
+        ev.flags |= SyscallFlags::PATH2_CUT;
+    } else if p2 == NONE {
+        ev.path2[0] = 0;
+    }
+    if addr != NONE {
+        read_addr(ev.args[addr], ev.args[addr + 1], ev);
+    }
+    if matches!(sc, Sc::Openat2) {
+        // struct open_how { u64 flags; u64 mode; u64 resolve; }: keep flags and mode.
+        let how = ev.args[2];
+        // SAFETY: as above.
+        ev.args[2] = unsafe { bpf_probe_read_user::<u64>(how as *const u64) }.unwrap_or(0);
+        ev.args[3] = unsafe { bpf_probe_read_user::<u64>((how + 8) as *const u64) }.unwrap_or(0);
+    }
+    let tid = bpf_get_current_pid_tgid();
+    if PENDING_SC.insert(&tid, ev, 0).is_err() {
+        count_sc(sc as u32, Stat::Dropped);
+    }
+}
+
+#[inline(always)]
+fn sc_exit(ctx: &TracePointContext) {
+    let tid = bpf_get_current_pid_tgid();
+    let Some(ev) = PENDING_SC.get_ptr_mut(&tid) else {
+        return;
+    };
+    // SAFETY: the map value stays valid until we remove it below.
+    let ev = unsafe { &mut *ev };
+    ev.ret = unsafe { ctx.read_at::<i64>(SYS_EXIT_RET) }.unwrap_or(-1);
+    if (ev.sc == Sc::Accept as u32 || ev.sc == Sc::Accept4 as u32) && ev.ret >= 0 {
+        // The peer address is written by the kernel during the call; its length is *args[2].
+        let len = unsafe { bpf_probe_read_user::<u32>(ev.args[2] as *const u32) }.unwrap_or(0);
+        let ptr = ev.args[1];
+        read_addr(ptr, len as u64, ev);
+    }
+    if EVENTS.output::<SyscallEvent>(&*ev, 0).is_ok() {
+        count_sc(ev.sc, Stat::Emitted);
+    } else {
+        count_sc(ev.sc, Stat::Dropped);
+    }
+    let _ = PENDING_SC.remove(&tid);
+}
+
+/// Defines the enter and exit tracepoint programs of one syscall: which argument is the first
+/// path, the second path, and the socket address (followed by its length).
+macro_rules! syscall {
+    ($enter:ident, $exit:ident, $sc:expr, $p1:expr, $p2:expr, $addr:expr) => {
+        #[tracepoint]
+        pub fn $enter(ctx: TracePointContext) -> u32 {
+            sc_enter(&ctx, $sc, $p1, $p2, $addr);
+            0
+        }
+        #[tracepoint]
+        pub fn $exit(ctx: TracePointContext) -> u32 {
+            sc_exit(&ctx);
+            0
+        }
+    };
+}
+
+syscall!(sys_enter_open, sys_exit_open, Sc::Open, 0, NONE, NONE);
+syscall!(sys_enter_openat, sys_exit_openat, Sc::Openat, 1, NONE, NONE);
+syscall!(sys_enter_openat2, sys_exit_openat2, Sc::Openat2, 1, NONE, NONE);
+syscall!(sys_enter_connect, sys_exit_connect, Sc::Connect, NONE, NONE, 1);
+syscall!(sys_enter_accept, sys_exit_accept, Sc::Accept, NONE, NONE, NONE);
+syscall!(sys_enter_accept4, sys_exit_accept4, Sc::Accept4, NONE, NONE, NONE);
+syscall!(sys_enter_socket, sys_exit_socket, Sc::Socket, NONE, NONE, NONE);
+syscall!(sys_enter_ptrace, sys_exit_ptrace, Sc::Ptrace, NONE, NONE, NONE);
+syscall!(sys_enter_mount, sys_exit_mount, Sc::Mount, 0, 1, NONE);
+syscall!(sys_enter_umount, sys_exit_umount, Sc::Umount, 0, NONE, NONE);
+syscall!(sys_enter_setns, sys_exit_setns, Sc::Setns, NONE, NONE, NONE);
+syscall!(sys_enter_unshare, sys_exit_unshare, Sc::Unshare, NONE, NONE, NONE);
+syscall!(sys_enter_bpf, sys_exit_bpf, Sc::Bpf, NONE, NONE, NONE);
+syscall!(sys_enter_memfd_create, sys_exit_memfd_create, Sc::MemfdCreate, 0, NONE, NONE);
+syscall!(sys_enter_chmod, sys_exit_chmod, Sc::Chmod, 0, NONE, NONE);
+syscall!(sys_enter_fchmod, sys_exit_fchmod, Sc::Fchmod, NONE, NONE, NONE);
+syscall!(sys_enter_fchmodat, sys_exit_fchmodat, Sc::Fchmodat, 1, NONE, NONE);
+syscall!(sys_enter_fchmodat2, sys_exit_fchmodat2, Sc::Fchmodat2, 1, NONE, NONE);
+syscall!(sys_enter_setuid, sys_exit_setuid, Sc::Setuid, NONE, NONE, NONE);
+syscall!(sys_enter_setgid, sys_exit_setgid, Sc::Setgid, NONE, NONE, NONE);
+syscall!(sys_enter_setreuid, sys_exit_setreuid, Sc::Setreuid, NONE, NONE, NONE);
+syscall!(sys_enter_setresuid, sys_exit_setresuid, Sc::Setresuid, NONE, NONE, NONE);
+syscall!(sys_enter_setregid, sys_exit_setregid, Sc::Setregid, NONE, NONE, NONE);
+syscall!(sys_enter_setresgid, sys_exit_setresgid, Sc::Setresgid, NONE, NONE, NONE);
+syscall!(sys_enter_unlink, sys_exit_unlink, Sc::Unlink, 0, NONE, NONE);
+syscall!(sys_enter_unlinkat, sys_exit_unlinkat, Sc::Unlinkat, 1, NONE, NONE);
+syscall!(sys_enter_rename, sys_exit_rename, Sc::Rename, 0, 1, NONE);
+syscall!(sys_enter_renameat, sys_exit_renameat, Sc::Renameat, 1, 3, NONE);
+syscall!(sys_enter_renameat2, sys_exit_renameat2, Sc::Renameat2, 1, 3, NONE);
+syscall!(sys_enter_symlink, sys_exit_symlink, Sc::Symlink, 0, 1, NONE);
+syscall!(sys_enter_symlinkat, sys_exit_symlinkat, Sc::Symlinkat, 0, 2, NONE);
+syscall!(sys_enter_link, sys_exit_link, Sc::Link, 0, 1, NONE);
+syscall!(sys_enter_linkat, sys_exit_linkat, Sc::Linkat, 1, 3, NONE);
+syscall!(sys_enter_dup, sys_exit_dup, Sc::Dup, NONE, NONE, NONE);
+syscall!(sys_enter_dup2, sys_exit_dup2, Sc::Dup2, NONE, NONE, NONE);
+syscall!(sys_enter_dup3, sys_exit_dup3, Sc::Dup3, NONE, NONE, NONE);
+syscall!(sys_enter_kill, sys_exit_kill, Sc::Kill, NONE, NONE, NONE);
+syscall!(sys_enter_chdir, sys_exit_chdir, Sc::Chdir, 0, NONE, NONE);
+syscall!(sys_enter_fchdir, sys_exit_fchdir, Sc::Fchdir, NONE, NONE, NONE);
+syscall!(sys_enter_init_module, sys_exit_init_module, Sc::InitModule, 2, NONE, NONE);
+syscall!(sys_enter_finit_module, sys_exit_finit_module, Sc::FinitModule, 1, NONE, NONE);
+
+// ---- process lifecycle ----------------------------------------------------------------------
+
+// Offsets in sched:sched_process_fork and sched:sched_process_exit (see their format files).
+const FORK_CHILD_PID: usize = 20;
+const EXIT_GROUP_DEAD: usize = 32;
+
+#[tracepoint]
+pub fn sched_process_fork(ctx: TracePointContext) -> u32 {
+    if watched() {
+        let ev = ForkEvent {
+            hdr: header(EventKind::Fork),
+            // SAFETY: reading the tracepoint record at the offset of its format file.
+            child_pid: unsafe { ctx.read_at::<u32>(FORK_CHILD_PID) }.unwrap_or(0),
+            _pad: 0,
+        };
+        if EVENTS.output::<ForkEvent>(&ev, 0).is_ok() {
+            count(EventKind::Fork, Stat::Emitted);
+        } else {
+            count(EventKind::Fork, Stat::Dropped);
+        }
+    }
+    0
+}
+
+#[tracepoint]
+pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
+    // Only whole-process exits: thread exits are not process-table events.
+    // SAFETY: reading the tracepoint record at the offset of its format file.
+    let group_dead = unsafe { ctx.read_at::<u8>(EXIT_GROUP_DEAD) }.unwrap_or(1);
+    if group_dead != 0 && watched() {
+        let ev = ExitEvent {
+            hdr: header(EventKind::Exit),
+        };
+        if EVENTS.output::<ExitEvent>(&ev, 0).is_ok() {
+            count(EventKind::Exit, Stat::Emitted);
+        } else {
+            count(EventKind::Exit, Stat::Dropped);
+        }
+    }
+    0
 }
 
 #[cfg(not(test))]

@@ -1,0 +1,332 @@
+//! The operator control plane, kept in JetStream key-value buckets so that it survives restarts
+//! of either side and the latest value is always readable:
+//!
+//! | bucket | key | written by | value |
+//! |---|---|---|---|
+//! | `BRAINBOX_OPERATOR` | `checkin` | `brainboxctl checkin` | [`Checkin`] (the dead-man heartbeat) |
+//! | `BRAINBOX_SAFE_MODE` | `command.all`, `command.<node>` | `brainboxctl safe-mode on/off` | [`SafeModeCommand`] |
+//! | `BRAINBOX_SAFE_MODE` | `state.<node>` | the node agent | [`NodeSafetyState`] |
+//! | `BRAINBOX_ALERT_ACKS` | `<alert id>` | `brainboxctl alerts ack` | [`AlertAck`] |
+
+use crate::schema::subject_token;
+use async_nats::jetstream::{self, kv};
+use bytes::Bytes;
+use futures_util::StreamExt;
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use std::time::Duration;
+
+/// Bucket of operator heartbeats.
+pub const OPERATOR_BUCKET: &str = "BRAINBOX_OPERATOR";
+/// Bucket of safe-mode commands and node states.
+pub const SAFE_MODE_BUCKET: &str = "BRAINBOX_SAFE_MODE";
+/// Bucket of operator acknowledgements of alerts.
+pub const ACKS_BUCKET: &str = "BRAINBOX_ALERT_ACKS";
+/// Key of the operator heartbeat.
+pub const CHECKIN_KEY: &str = "checkin";
+
+/// An operator heartbeat.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checkin {
+    /// Who checked in.
+    pub operator: String,
+    /// When (RFC 3339).
+    pub time: String,
+}
+
+/// An operator's safe-mode command.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SafeModeCommand {
+    /// True: enter safe mode; false: leave it.
+    pub on: bool,
+    /// Who gave it.
+    pub by: String,
+    /// When (RFC 3339).
+    pub time: String,
+    /// Why, for the record.
+    #[serde(default)]
+    pub reason: String,
+}
+
+/// What a node agent reports about its safety state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeSafetyState {
+    /// The node.
+    pub node: String,
+    /// Whether the node is in safe mode.
+    pub safe_mode: bool,
+    /// Why (`dead_man`, `alert_path_lost`, `operator`).
+    pub reasons: Vec<String>,
+    /// The profile's safe-mode action (`freeze`, `close_egress`).
+    pub action: String,
+    /// When the node entered safe mode, if it is in it.
+    #[serde(default)]
+    pub since: Option<String>,
+    /// The last operator check-in the node saw.
+    #[serde(default)]
+    pub last_checkin: Option<String>,
+    /// When this state was published.
+    pub updated: String,
+    /// Anything else (alert path state, frozen containers...).
+    #[serde(default)]
+    pub details: serde_json::Value,
+}
+
+/// An operator's acknowledgement of an alert: "seen, handled". Distinct from the JetStream
+/// delivery ack, which only means one consumer received the message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlertAck {
+    /// The alert.
+    pub alert_id: String,
+    /// Who acknowledged it.
+    pub by: String,
+    /// When.
+    pub time: String,
+    /// A note.
+    #[serde(default)]
+    pub note: String,
+}
+
+/// Control-plane errors.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    /// NATS could not be reached.
+    #[error("cannot reach NATS at {url}: {reason}")]
+    Connect { url: String, reason: String },
+    /// A JetStream or KV operation failed.
+    #[error("{op}: {reason}")]
+    Op { op: String, reason: String },
+    /// A stored value is not what we wrote.
+    #[error("{bucket}/{key}: malformed value: {reason}")]
+    Malformed {
+        bucket: String,
+        key: String,
+        reason: String,
+    },
+}
+
+fn op(what: impl Into<String>) -> impl FnOnce(String) -> ControlError {
+    let what = what.into();
+    move |reason| ControlError::Op { op: what, reason }
+}
+
+/// The key of a safe-mode command for `node` (`None`: every node).
+pub fn command_key(node: Option<&str>) -> String {
+    match node {
+        Some(n) => format!("command.{}", subject_token(n)),
+        None => "command.all".to_owned(),
+    }
+}
+
+/// The key of `node`'s reported state.
+pub fn state_key(node: &str) -> String {
+    format!("state.{}", subject_token(node))
+}
+
+/// A handle on the control plane.
+#[derive(Clone)]
+pub struct ControlPlane {
+    js: jetstream::Context,
+}
+
+impl ControlPlane {
+    /// Connects to NATS at `url`, failing after `timeout` rather than waiting forever.
+    pub async fn connect(url: &str, timeout: Duration) -> Result<Self, ControlError> {
+        let err = |reason: String| ControlError::Connect {
+            url: url.to_owned(),
+            reason,
+        };
+        let client = tokio::time::timeout(
+            timeout,
+            async_nats::ConnectOptions::new()
+                .name("brainbox-control")
+                .connection_timeout(timeout)
+                .connect(url),
+        )
+        .await
+        .map_err(|_| err("timed out".into()))?
+        .map_err(|e| err(e.to_string()))?;
+        Ok(Self::from_client(client))
+    }
+
+    /// Uses an existing client.
+    pub fn from_client(client: async_nats::Client) -> Self {
+        Self {
+            js: jetstream::new(client),
+        }
+    }
+
+    /// The JetStream context.
+    pub fn jetstream(&self) -> &jetstream::Context {
+        &self.js
+    }
+
+    async fn bucket(&self, name: &str) -> Result<kv::Store, ControlError> {
+        if let Ok(s) = self.js.get_key_value(name).await {
+            return Ok(s);
+        }
+        // The bucket's backing stream, laid out as the KV API expects. We create it directly:
+        // `create_key_value` first reads the account info, whose reply from nats-server 2.9
+        // (Debian's) async-nats 0.46 cannot parse.
+        let cfg = jetstream::stream::Config {
+            name: format!("KV_{name}"),
+            subjects: vec![format!("$KV.{name}.>")],
+            max_messages_per_subject: 16,
+            storage: jetstream::stream::StorageType::File,
+            discard: jetstream::stream::DiscardPolicy::New,
+            allow_rollup: true,
+            deny_delete: true,
+            allow_direct: true,
+            num_replicas: 1,
+            ..Default::default()
+        };
+        self.js
+            .get_or_create_stream(cfg)
+            .await
+            .map_err(|e| op(format!("create bucket {name}"))(e.to_string()))?;
+        self.js
+            .get_key_value(name)
+            .await
+            .map_err(|e| op(format!("open bucket {name}"))(e.to_string()))
+    }
+
+    async fn put<T: Serialize>(&self, bucket: &str, key: &str, v: &T) -> Result<u64, ControlError> {
+        let b = self.bucket(bucket).await?;
+        let bytes = serde_json::to_vec(v).unwrap_or_default();
+        b.put(key, Bytes::from(bytes))
+            .await
+            .map_err(|e| op(format!("put {bucket}/{key}"))(e.to_string()))
+    }
+
+    async fn get<T: DeserializeOwned>(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> Result<Option<T>, ControlError> {
+        let b = self.bucket(bucket).await?;
+        let v = b
+            .get(key)
+            .await
+            .map_err(|e| op(format!("get {bucket}/{key}"))(e.to_string()))?;
+        v.map(|v| {
+            serde_json::from_slice(&v).map_err(|e| ControlError::Malformed {
+                bucket: bucket.to_owned(),
+                key: key.to_owned(),
+                reason: e.to_string(),
+            })
+        })
+        .transpose()
+    }
+
+    /// Records an operator heartbeat.
+    pub async fn checkin(&self, c: &Checkin) -> Result<u64, ControlError> {
+        self.put(OPERATOR_BUCKET, CHECKIN_KEY, c).await
+    }
+
+    /// The latest heartbeat.
+    pub async fn last_checkin(&self) -> Result<Option<Checkin>, ControlError> {
+        self.get(OPERATOR_BUCKET, CHECKIN_KEY).await
+    }
+
+    /// Stores a safe-mode command for `node` (`None`: all nodes).
+    pub async fn command_safe_mode(
+        &self,
+        node: Option<&str>,
+        c: &SafeModeCommand,
+    ) -> Result<u64, ControlError> {
+        self.put(SAFE_MODE_BUCKET, &command_key(node), c).await
+    }
+
+    /// The command in force for `node`: the newer of its own and the all-nodes command.
+    pub async fn safe_mode_command(
+        &self,
+        node: &str,
+    ) -> Result<Option<SafeModeCommand>, ControlError> {
+        let own: Option<SafeModeCommand> =
+            self.get(SAFE_MODE_BUCKET, &command_key(Some(node))).await?;
+        let all: Option<SafeModeCommand> = self.get(SAFE_MODE_BUCKET, &command_key(None)).await?;
+        Ok(match (own, all) {
+            (Some(a), Some(b)) => Some(if newer(&a.time, &b.time) { a } else { b }),
+            (a, b) => a.or(b),
+        })
+    }
+
+    /// Publishes a node's safety state.
+    pub async fn publish_state(&self, s: &NodeSafetyState) -> Result<u64, ControlError> {
+        self.put(SAFE_MODE_BUCKET, &state_key(&s.node), s).await
+    }
+
+    /// Every safe-mode command in force, by key (`command.all`, `command.<node>`).
+    pub async fn commands(&self) -> Result<Vec<(String, SafeModeCommand)>, ControlError> {
+        let mut out = Vec::new();
+        for k in self.keys_with_prefix("command.").await? {
+            if let Some(c) = self.get(SAFE_MODE_BUCKET, &k).await? {
+                out.push((k, c));
+            }
+        }
+        Ok(out)
+    }
+
+    async fn keys_with_prefix(&self, prefix: &str) -> Result<Vec<String>, ControlError> {
+        let b = self.bucket(SAFE_MODE_BUCKET).await?;
+        let mut keys = b
+            .keys()
+            .await
+            .map_err(|e| op("list safe-mode keys")(e.to_string()))?;
+        let mut names = Vec::new();
+        while let Some(k) = keys.next().await {
+            let k = k.map_err(|e| op("list safe-mode keys")(e.to_string()))?;
+            if k.starts_with(prefix) {
+                names.push(k);
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    /// Every node's reported state.
+    pub async fn node_states(&self) -> Result<Vec<NodeSafetyState>, ControlError> {
+        let mut out = Vec::new();
+        for k in self.keys_with_prefix("state.").await? {
+            if let Some(s) = self.get(SAFE_MODE_BUCKET, &k).await? {
+                out.push(s);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Records an operator acknowledgement of an alert.
+    pub async fn ack_alert(&self, a: &AlertAck) -> Result<u64, ControlError> {
+        self.put(ACKS_BUCKET, &subject_token(&a.alert_id), a).await
+    }
+
+    /// The acknowledgement of alert `id`, if any.
+    pub async fn alert_ack(&self, id: &str) -> Result<Option<AlertAck>, ControlError> {
+        self.get(ACKS_BUCKET, &subject_token(id)).await
+    }
+
+    /// Watches a bucket for changes, yielding `(key, value bytes)`; `None` bytes for deletes.
+    pub async fn watch(
+        &self,
+        bucket: &str,
+    ) -> Result<impl futures_util::Stream<Item = (String, Option<Bytes>)>, ControlError> {
+        let b = self.bucket(bucket).await?;
+        let w = b
+            .watch_all()
+            .await
+            .map_err(|e| op(format!("watch {bucket}"))(e.to_string()))?;
+        Ok(w.filter_map(|e| async move {
+            let e = e.ok()?;
+            let v = matches!(e.operation, kv::Operation::Put).then_some(e.value);
+            Some((e.key, v))
+        }))
+    }
+}
+
+/// True if RFC 3339 time `a` is later than `b` (unparseable times lose).
+pub fn newer(a: &str, b: &str) -> bool {
+    match (humantime::parse_rfc3339(a), humantime::parse_rfc3339(b)) {
+        (Ok(x), Ok(y)) => x > y,
+        (Ok(_), Err(_)) => true,
+        _ => false,
+    }
+}

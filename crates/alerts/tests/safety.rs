@@ -1,0 +1,207 @@
+//! The safe-mode monitor against a private `nats-server -js`: dead-man switch with a short
+//! interval, check-in lift, operator commands, alert-path loss.
+
+use anyhow::{ensure, Result};
+use brainbox_alerts::{
+    control::{Checkin, ControlPlane, SafeModeCommand},
+    monitor::{self, Actuator, MonitorConfig},
+    publisher::PublisherState,
+    safety::{Lift, Reason, SafeAction, SafetyPolicy},
+    testkit::NatsServer,
+    BreakerState,
+};
+use std::{
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+use tokio::sync::watch;
+
+#[derive(Clone, Default)]
+struct Recorder(Arc<Mutex<Vec<String>>>);
+
+impl Actuator for Recorder {
+    async fn enter(&mut self, action: SafeAction, reasons: &[Reason]) -> Result<(), String> {
+        let r: Vec<&str> = reasons.iter().map(|r| r.as_str()).collect();
+        self.0
+            .lock()
+            .unwrap()
+            .push(format!("enter {} {}", action.as_str(), r.join(",")));
+        Ok(())
+    }
+    async fn leave(&mut self) -> Result<(), String> {
+        self.0.lock().unwrap().push("leave".into());
+        Ok(())
+    }
+}
+
+impl Recorder {
+    async fn wait_for(&self, n: usize, what: &str) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            {
+                let v = self.0.lock().unwrap();
+                if v.len() >= n {
+                    ensure!(
+                        v[n - 1] == what,
+                        "event {n}: expected `{what}`, got {:?}",
+                        *v
+                    );
+                    return Ok(());
+                }
+            }
+            ensure!(
+                Instant::now() < deadline,
+                "timed out waiting for `{what}`: {:?}",
+                self.0.lock().unwrap()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+fn lost(lost: bool) -> PublisherState {
+    PublisherState {
+        breaker: if lost {
+            BreakerState::Open
+        } else {
+            BreakerState::Closed
+        },
+        nats_connected: !lost,
+        spool_records: 0,
+        spool_bytes: 0,
+        spool_max_bytes: 1,
+        spool_full: lost,
+        spool_failed: false,
+        last_error: None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_man_operator_and_alert_path_drive_safe_mode() -> Result<()> {
+    let nats = NatsServer::start();
+    let client = async_nats::connect(nats.url()).await?;
+    let cp = ControlPlane::from_client(client.clone());
+    let rec = Recorder::default();
+    let (path_tx, path_rx) = watch::channel(lost(false));
+    let policy = SafetyPolicy {
+        checkin_interval_secs: Some(3),
+        action: SafeAction::Freeze,
+        on_alert_path_lost: true,
+        lift: Lift::Checkin,
+    };
+    let (state, task) = monitor::spawn(
+        MonitorConfig {
+            node: "node-a".into(),
+            policy,
+            tick: Duration::from_millis(100),
+        },
+        cp.clone(),
+        client.clone(),
+        Some(path_rx),
+        rec.clone(),
+    );
+
+    // Nobody checks in: the dead-man switch fires.
+    rec.wait_for(1, "enter freeze dead_man").await?;
+    ensure!(state.borrow().safe_mode);
+    // And the node says so in the control plane, for `brainboxctl safe-mode status`.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let s = cp.node_states().await?;
+        if s.iter()
+            .any(|s| s.node == "node-a" && s.safe_mode && s.reasons == ["dead_man"])
+        {
+            break;
+        }
+        ensure!(Instant::now() < deadline, "state not published: {s:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // A check-in lifts it (lift: checkin).
+    cp.checkin(&Checkin {
+        operator: "alice".into(),
+        time: humantime::format_rfc3339(std::time::SystemTime::now()).to_string(),
+    })
+    .await?;
+    rec.wait_for(2, "leave").await?;
+    ensure!(state.borrow().last_checkin.is_some());
+
+    // Operator on/off.
+    let cmd = |on| SafeModeCommand {
+        on,
+        by: "alice".into(),
+        time: humantime::format_rfc3339(std::time::SystemTime::now()).to_string(),
+        reason: "drill".into(),
+    };
+    cp.command_safe_mode(Some("node-a"), &cmd(true)).await?;
+    rec.wait_for(3, "enter freeze operator").await?;
+    cp.command_safe_mode(None, &cmd(false)).await?;
+    rec.wait_for(4, "leave").await?;
+
+    // NATS down and spool full: safe mode until alerts flow again.
+    path_tx.send(lost(true))?;
+    rec.wait_for(5, "enter freeze alert_path_lost").await?;
+    path_tx.send(lost(false))?;
+    rec.wait_for(6, "leave").await?;
+
+    task.abort();
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_down_and_spool_full_puts_the_node_into_safe_mode() -> Result<()> {
+    use brainbox_alerts::{
+        testkit::{free_port, load_alert},
+        AlertMetrics, PublishError, Publisher, PublisherConfig, SpoolConfig,
+    };
+    // Nothing listens here: NATS is down for the publisher and for the control plane alike.
+    let url = format!("nats://127.0.0.1:{}", free_port());
+    let spool = tempfile::tempdir()?;
+    let mut cfg = PublisherConfig::new(&url, spool.path());
+    cfg.ack_timeout = Duration::from_millis(300);
+    cfg.initial_connect_wait = Duration::from_millis(100);
+    cfg.spool = SpoolConfig {
+        dir: spool.path().to_owned(),
+        max_bytes: 2048,
+        segment_bytes: 1024,
+    };
+    let (publisher, ptask) = Publisher::start(cfg, AlertMetrics::default()).await?;
+    let client = async_nats::ConnectOptions::new()
+        .retry_on_initial_connect()
+        .connect(url.as_str())
+        .await?;
+    let rec = Recorder::default();
+    let (state, mtask) = monitor::spawn(
+        MonitorConfig {
+            node: "node-a".into(),
+            policy: SafetyPolicy {
+                checkin_interval_secs: None,
+                action: SafeAction::CloseEgress,
+                on_alert_path_lost: true,
+                lift: Lift::Checkin,
+            },
+            tick: Duration::from_millis(100),
+        },
+        ControlPlane::from_client(client.clone()),
+        client,
+        Some(publisher.state()),
+        rec.clone(),
+    );
+    let mut refused = false;
+    for i in 0..100 {
+        if let Err(PublishError::SpoolFull(_)) =
+            publisher.publish(load_alert("node-a", "full", i)).await
+        {
+            refused = true;
+            break;
+        }
+    }
+    ensure!(refused, "the spool never filled");
+    rec.wait_for(1, "enter close_egress alert_path_lost")
+        .await?;
+    ensure!(state.borrow().safe_mode);
+    mtask.abort();
+    drop(publisher);
+    ptask.join().await;
+    Ok(())
+}
