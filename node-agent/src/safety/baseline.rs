@@ -146,6 +146,8 @@ mod tests {
             cgroup_id: 1,
             cgroup_dir: Default::default(),
             writable: None,
+            privileged: false,
+            init_pid: 0,
         }
     }
 
