@@ -161,6 +161,14 @@ pub async fn run(cfg: AgentConfig) -> Result<(), RunError> {
         tracing::info!(listen = %bound, "metrics endpoint up");
     }
 
+    let baseline = crate::safety::baseline::ImageBaseline::load(&cfg.images)
+        .map_err(|e| RunError::Config(e.to_string()))?;
+    let (baseline_tx, mut baseline_rx) = tokio::sync::mpsc::channel::<serde_json::Value>(256);
+    let baseline = baseline.enforced().then(|| docker::BaselineCheck {
+        baseline,
+        node: node.clone(),
+        events: baseline_tx,
+    });
     let profiles = Arc::new(profiles);
     let responder = if cfg.response.enabled {
         let r = Responder::open(
@@ -210,6 +218,7 @@ pub async fn run(cfg: AgentConfig) -> Result<(), RunError> {
             .iter()
             .map(|(z, _)| Arc::new(z.clone()) as Arc<dyn crate::runtime::ContainerObserver>)
             .collect(),
+        baseline,
     };
     let (zone_tx, mut zone_rx) = tokio::sync::mpsc::channel(1024);
     if let Some((z, ring)) = zones {
@@ -310,6 +319,11 @@ pub async fn run(cfg: AgentConfig) -> Result<(), RunError> {
                     "network flow denied"
                 );
                 if let Err(e) = sink.write(&ev) {
+                    return Err(RunError::Runtime(format!("writing events: {e}")));
+                }
+            }
+            Some(v) = baseline_rx.recv() => {
+                if let Err(e) = sink.write(&v) {
                     return Err(RunError::Runtime(format!("writing events: {e}")));
                 }
             }

@@ -28,6 +28,10 @@ pub struct AgentConfig {
     pub events: EventsConfig,
     /// `[zones]`: network zone enforcement.
     pub zones: ZonesConfig,
+    /// `[privileges]`: the capabilities the agent keeps (docs/hardening.md).
+    pub privileges: crate::safety::privileges::PrivilegesConfig,
+    /// `[images]`: the known-good image baseline for brainboxes.
+    pub images: crate::safety::baseline::ImagesConfig,
     /// `[rules]`: detection rules.
     pub rules: RulesConfig,
     /// `[response]`: freeze, capture, seal, recycle.
@@ -138,6 +142,8 @@ impl Default for AgentConfig {
             docker: DockerConfig::default(),
             events: EventsConfig::default(),
             zones: ZonesConfig::default(),
+            privileges: Default::default(),
+            images: Default::default(),
             rules: RulesConfig::default(),
             response: crate::response::ResponseConfig::default(),
             alerts: crate::alerting::AlertsConfig::default(),
@@ -202,6 +208,12 @@ impl Validate for AgentConfig {
                 "zones.pin_dir",
                 "must be under /sys/fs/bpf (bpffs)",
             ));
+        }
+        if let Err(e) = self.privileges.keep_set() {
+            return Err(ConfigError::invalid("privileges.keep", e.to_string()));
+        }
+        if let Err(e) = crate::safety::baseline::ImageBaseline::load(&self.images) {
+            return Err(ConfigError::invalid("images", e.to_string()));
         }
         if self.rules.enabled && self.rules.files.is_empty() {
             return Err(ConfigError::invalid(

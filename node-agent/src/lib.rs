@@ -16,5 +16,6 @@ pub mod metrics;
 pub mod process;
 pub mod response;
 pub mod runtime;
+pub mod safety;
 pub mod sensor;
 pub mod zones;

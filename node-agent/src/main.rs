@@ -71,6 +71,19 @@ fn main() {
         Command::Rules { .. } => unreachable!("handled before the configuration is loaded"),
         Command::Run => {
             brainbox_common::telemetry::init(&cfg.log);
+            // Before the runtime starts its threads: capabilities are per thread.
+            match brainbox_node_agent::safety::privileges::apply(&cfg.privileges) {
+                Ok(a) => tracing::info!(
+                    mode = ?a.mode,
+                    bounding_dropped = a.bounding_dropped,
+                    effective = ?a.effective,
+                    "privileges narrowed"
+                ),
+                Err(e) => {
+                    eprintln!("brainbox-node-agent: privileges: {e}");
+                    std::process::exit(1);
+                }
+            }
             let rt = match tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
                 .enable_all()

@@ -50,11 +50,51 @@ enum Command {
     SafeMode(alerts_cmd::SafeModeArgs),
     /// The operator's heartbeat for the dead-man switch.
     Checkin(alerts_cmd::CheckinArgs),
+    /// Inject the brainbox sidecar and hardening into Kubernetes objects (YAML), like
+    /// `istioctl kube-inject`.
+    Inject(InjectArgs),
+    /// Serve sidecar injection as a Kubernetes mutating admission webhook (`POST /mutate`,
+    /// TLS).
+    Webhook(WebhookArgs),
+}
+
+/// `brainboxctl webhook`.
+#[derive(clap::Args)]
+struct WebhookArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "0.0.0.0:8443")]
+    listen: std::net::SocketAddr,
+    /// Serving certificate chain (PEM).
+    #[arg(long)]
+    cert: PathBuf,
+    /// Private key (PEM).
+    #[arg(long)]
+    key: PathBuf,
+    /// The sidecar image (pin it by digest from deploy/images.lock).
+    #[arg(long, env = "BRAINBOX_SIDECAR_IMAGE")]
+    sidecar_image: Option<String>,
+}
+
+/// `brainboxctl inject`.
+#[derive(clap::Args)]
+struct InjectArgs {
+    /// Input YAML (Pod, Deployment, StatefulSet, DaemonSet, ReplicaSet, Job, CronJob; other
+    /// kinds pass through), or `-` for stdin.
+    #[arg(short = 'f', long = "filename")]
+    file: PathBuf,
+    /// The sidecar image (pin it by digest from deploy/images.lock).
+    #[arg(long, env = "BRAINBOX_SIDECAR_IMAGE")]
+    sidecar_image: Option<String>,
+    /// Profile label for pods that have none.
+    #[arg(long)]
+    profile: Option<String>,
 }
 
 fn main() {
     let cli = Cli::parse();
     let code = match cli.command {
+        Command::Inject(args) => run_inject(args),
+        Command::Webhook(args) => run_webhook(args),
         Command::Profiles { dir } => match brainbox_profile::ProfileSet::load_dir(&dir) {
             Ok(set) => {
                 if cli.json {
@@ -105,4 +145,84 @@ fn main() {
         Command::Checkin(a) => alerts_cmd::checkin(a, cli.json),
     };
     std::process::exit(code);
+}
+
+fn run_inject(args: InjectArgs) -> i32 {
+    use std::io::Read;
+    let mut input = String::new();
+    let read = if args.file.as_os_str() == "-" {
+        std::io::stdin().read_to_string(&mut input).map(|_| ())
+    } else {
+        std::fs::read_to_string(&args.file).map(|s| input = s)
+    };
+    if let Err(e) = read {
+        eprintln!("brainboxctl: {}: {e}", args.file.display());
+        return 66;
+    }
+    let mut cfg = brainboxctl::inject::InjectConfig::default();
+    if let Some(i) = args.sidecar_image {
+        cfg.sidecar_image = i;
+    }
+    if let Some(p) = args.profile {
+        cfg.default_profile = p;
+    }
+    match brainboxctl::inject::inject_yaml(&input, &cfg) {
+        Ok(out) => {
+            print!("{out}");
+            0
+        }
+        Err(e) => {
+            eprintln!("brainboxctl inject: {e}");
+            65
+        }
+    }
+}
+
+fn run_webhook(args: WebhookArgs) -> i32 {
+    brainbox_common::telemetry::init(&Default::default());
+    let tls = match brainboxctl::webhook::tls_config(&args.cert, &args.key) {
+        Ok(t) => std::sync::Arc::new(t),
+        Err(e) => {
+            eprintln!("brainboxctl webhook: {e}");
+            return 64;
+        }
+    };
+    let mut cfg = brainboxctl::inject::InjectConfig::default();
+    if let Some(i) = args.sidecar_image {
+        cfg.sidecar_image = i;
+    }
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("brainboxctl webhook: {e}");
+            return 70;
+        }
+    };
+    let result = rt.block_on(webhook_main(args.listen, tls, cfg));
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("brainboxctl webhook: {e}");
+            69
+        }
+    }
+}
+
+async fn webhook_main(
+    listen: std::net::SocketAddr,
+    tls: std::sync::Arc<rustls::ServerConfig>,
+    cfg: brainboxctl::inject::InjectConfig,
+) -> Result<(), brainboxctl::webhook::WebhookError> {
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    tracing::info!(listen = %listener.local_addr()?, "webhook serving /mutate over TLS");
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        r = brainboxctl::webhook::serve(listener, tls, cfg) => r,
+        _ = tokio::signal::ctrl_c() => Ok(()),
+        _ = term.recv() => Ok(()),
+    }
 }

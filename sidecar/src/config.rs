@@ -23,6 +23,8 @@ pub struct SidecarConfig {
     pub egress: crate::egress::EgressConfig,
     /// `[svid]`: the pod's SPIFFE identity.
     pub svid: crate::svid::SvidConfig,
+    /// `[sandbox]`: self-sandboxing (capabilities, no_new_privs, seccomp).
+    pub sandbox: crate::sandbox::SandboxConfig,
 }
 
 /// `[redact]`: where the redaction rules and the fingerprint key come from.
@@ -44,6 +46,7 @@ impl Default for SidecarConfig {
             redact: RedactConfig::default(),
             egress: crate::egress::EgressConfig::default(),
             svid: crate::svid::SvidConfig::default(),
+            sandbox: Default::default(),
         }
     }
 }

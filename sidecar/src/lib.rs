@@ -4,4 +4,5 @@
 pub mod config;
 pub mod egress;
 pub mod redact;
+pub mod sandbox;
 pub mod svid;

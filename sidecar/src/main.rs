@@ -44,6 +44,11 @@ fn main() {
         }
     };
     brainbox_common::telemetry::init(&cfg.log);
+    // Before the runtime starts any thread: capabilities are per thread.
+    if let Err(e) = brainbox_sidecar::sandbox::drop_privileges(&cfg.sandbox) {
+        eprintln!("brainbox-sidecar: {e}");
+        std::process::exit(1);
+    }
     // One multi-threaded runtime, a worker per core: the egress proxy is on the hot path.
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -133,6 +138,9 @@ async fn run(cfg: SidecarConfig) -> anyhow::Result<()> {
             brainbox_common::metrics::serve(addr, Arc::new(registry), health).await?;
         tracing::info!(listen = %bound, pod = %cfg.pod_name, "sidecar serving");
     }
+    // Every listener is bound above this line: from here on the sidecar runs under its own
+    // seccomp filter.
+    brainbox_sidecar::sandbox::install_filter(&cfg.sandbox)?;
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}

@@ -160,3 +160,123 @@ pub fn sidecar_image() -> Result<String> {
     ])?;
     Ok(reference)
 }
+
+/// One of brainbox-guard's own images, built `FROM scratch` from a static musl binary.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ProductImage {
+    /// `sidecar`, `node-agent`, `brainboxctl`.
+    pub name: String,
+    /// The tag it was built as.
+    pub reference: String,
+    /// Image id (what the runtime reports for a container started from it).
+    pub id: String,
+    /// Size in bytes as Docker reports it.
+    pub size_bytes: u64,
+}
+
+/// The product images: (name, binary).
+pub const PRODUCTS: &[(&str, &str)] = &[
+    ("sidecar", "brainbox-sidecar"),
+    ("node-agent", "brainbox-node-agent"),
+    ("brainboxctl", "brainboxctl"),
+];
+
+/// Path of a workspace binary built for `x86_64-unknown-linux-musl` in `profile`.
+pub fn musl_binary(bin: &str, profile: &str) -> std::path::PathBuf {
+    crate::target_dir()
+        .join("x86_64-unknown-linux-musl")
+        .join(profile)
+        .join(bin)
+}
+
+/// Builds (if needed) the three product images from the musl binaries of `profile`: each
+/// binary is stripped of symbols and debug info and copied alone (the agent also gets
+/// `profiles/`) into a `FROM scratch` image (`deploy/images/<name>.Dockerfile`), tagged
+/// `brainbox-guard/<name>:<hash of what went in>`.
+pub fn product_images(profile: &str) -> Result<Vec<ProductImage>> {
+    let root = crate::workspace_root();
+    let mut out = Vec::new();
+    for (name, bin) in PRODUCTS {
+        let path = musl_binary(bin, profile);
+        if !path.exists() {
+            bail!(
+                "{} is missing: build it with `cargo build --target x86_64-unknown-linux-musl -p {} {}` \
+                 (scripts/images.sh builds all three)",
+                path.display(),
+                if *bin == "brainboxctl" { "brainboxctl" } else { bin },
+                if profile == "release" { "--release" } else { "" }
+            );
+        }
+        let dir = tempfile::tempdir()?;
+        let stripped = dir.path().join(bin);
+        let st = Command::new("strip")
+            .arg("-o")
+            .arg(&stripped)
+            .arg(&path)
+            .status()
+            .context("strip is missing: install Debian's binutils (scripts/setup.sh)")?;
+        if !st.success() {
+            bail!("strip {} failed", path.display());
+        }
+        let mut hasher = blake3::Hasher::new();
+        hasher.update(&std::fs::read(&stripped)?);
+        let dockerfile = root.join(format!("deploy/images/{name}.Dockerfile"));
+        hasher.update(&std::fs::read(&dockerfile)?);
+        if *name == "node-agent" {
+            let cp = Command::new("cp")
+                .arg("-r")
+                .arg(root.join("profiles"))
+                .arg(dir.path().join("profiles"))
+                .status()?;
+            if !cp.success() {
+                bail!("copying profiles/ failed");
+            }
+            let mut files: Vec<_> = walk(&dir.path().join("profiles"))?;
+            files.sort();
+            for f in files {
+                let rel = f.strip_prefix(dir.path()).unwrap_or(&f);
+                hasher.update(rel.to_string_lossy().as_bytes());
+                hasher.update(&std::fs::read(&f)?);
+            }
+        }
+        let reference = format!(
+            "brainbox-guard/{name}:{}",
+            &hasher.finalize().to_hex()[..12]
+        );
+        if !image_exists(&reference) {
+            docker(&[
+                "build",
+                "-q",
+                "-t",
+                &reference,
+                "-f",
+                dockerfile.to_str().expect("utf-8 path"),
+                dir.path().to_str().expect("utf-8 path"),
+            ])?;
+        }
+        let id = docker(&["image", "inspect", "--format", "{{.Id}}", &reference])?;
+        let size_bytes = docker(&["image", "inspect", "--format", "{{.Size}}", &reference])?
+            .parse()
+            .context("image size")?;
+        out.push(ProductImage {
+            name: name.to_string(),
+            reference,
+            id,
+            size_bytes,
+        });
+    }
+    Ok(out)
+}
+
+fn walk(dir: &Path) -> Result<Vec<std::path::PathBuf>> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir)? {
+        let p = e?.path();
+        if p.is_dir() {
+            out.extend(walk(&p)?);
+        } else {
+            out.push(p);
+        }
+    }
+    Ok(out)
+}

@@ -7,6 +7,7 @@
 
 pub mod agent;
 pub mod docker;
+pub mod hardening;
 pub mod images;
 pub mod pod;
 pub mod require;

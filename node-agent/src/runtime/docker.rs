@@ -55,6 +55,18 @@ pub struct DockerWatcher {
     pub metrics: Arc<AgentMetrics>,
     /// Told about every watched container that starts or stops (network zones).
     pub observers: Vec<Arc<dyn ContainerObserver>>,
+    /// Known-good images and where to report a brainbox started from another one.
+    pub baseline: Option<BaselineCheck>,
+}
+
+/// The image baseline check of watched containers at start.
+pub struct BaselineCheck {
+    /// Approved image ids.
+    pub baseline: crate::safety::baseline::ImageBaseline,
+    /// Node name for the events.
+    pub node: String,
+    /// `image_unapproved` events, as JSON, to the agent's event sink.
+    pub events: tokio::sync::mpsc::Sender<serde_json::Value>,
 }
 
 impl DockerWatcher {
@@ -130,6 +142,19 @@ impl DockerWatcher {
                     cgroup_id = cg,
                     "watching container"
                 );
+                if let Some(b) = &self.baseline {
+                    if let Some(ev) = b.baseline.check(&b.node, &info) {
+                        tracing::warn!(
+                            container_id = %info.id,
+                            image = %info.image,
+                            image_id = %info.image_id,
+                            "brainbox started from an unapproved image"
+                        );
+                        if let Ok(v) = serde_json::to_value(&ev) {
+                            let _ = b.events.try_send(v);
+                        }
+                    }
+                }
                 if !self.table.insert(info) {
                     tracing::error!(
                         container_id = id,

@@ -1,0 +1,5 @@
+//! The agent's own safety: what it gives up once started (`privileges`) and the known-good
+//! image baseline it holds brainboxes to (`baseline`).
+
+pub mod baseline;
+pub mod privileges;

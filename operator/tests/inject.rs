@@ -1,0 +1,218 @@
+//! `brainboxctl inject`: golden outputs for a Pod, a Deployment (plus a Service that passes
+//! through) and a Job; every injected pod passes the PodSecurity `restricted` check; injection
+//! is idempotent; requests a brainbox may not have are refused.
+
+use brainboxctl::{
+    inject::{inject_object, inject_yaml, InjectConfig},
+    podsecurity::check_restricted,
+};
+use k8s_openapi::api::core::v1::PodTemplateSpec;
+use std::{path::PathBuf, process::Command};
+
+const IMAGE: &str =
+    "brainbox-guard/sidecar@sha256:1111111111111111111111111111111111111111111111111111111111111111";
+
+fn golden_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden")
+}
+
+fn run_cli(args: &[&str], stdin: Option<&str>) -> (i32, String, String) {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_brainboxctl"))
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    if let Some(s) = stdin {
+        child.stdin.take().unwrap().write_all(s.as_bytes()).unwrap();
+    }
+    drop(child.stdin.take());
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Every pod template in a YAML stream (Pod spec or workload template), with its kind.
+fn pod_templates(yaml: &str) -> Vec<(String, PodTemplateSpec)> {
+    use serde::Deserialize;
+    let mut out = Vec::new();
+    for doc in serde_yaml::Deserializer::from_str(yaml) {
+        let v = serde_json::Value::deserialize(doc).unwrap();
+        let kind = v["kind"].as_str().unwrap_or("").to_owned();
+        let tpl = match kind.as_str() {
+            "Pod" => serde_json::json!({"metadata": v["metadata"], "spec": v["spec"]}),
+            "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet" | "Job" => {
+                v["spec"]["template"].clone()
+            }
+            "CronJob" => v["spec"]["jobTemplate"]["spec"]["template"].clone(),
+            _ => continue,
+        };
+        out.push((kind, serde_json::from_value(tpl).unwrap()));
+    }
+    out
+}
+
+#[test]
+fn golden_outputs_match_and_pass_restricted() {
+    let bless = std::env::var_os("BRAINBOX_BLESS").is_some();
+    let mut n = 0;
+    for entry in std::fs::read_dir(golden_dir()).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let Some(stem) = name.strip_suffix(".in.yaml") else {
+            continue;
+        };
+        n += 1;
+        let (code, out, err) = run_cli(
+            &[
+                "inject",
+                "-f",
+                path.to_str().unwrap(),
+                "--sidecar-image",
+                IMAGE,
+            ],
+            None,
+        );
+        assert_eq!(code, 0, "{name}: {err}");
+        let golden = golden_dir().join(format!("{stem}.out.yaml"));
+        if bless {
+            std::fs::write(&golden, &out).unwrap();
+        }
+        let want = std::fs::read_to_string(&golden)
+            .unwrap_or_else(|e| panic!("{}: {e} (BRAINBOX_BLESS=1 writes it)", golden.display()));
+        assert_eq!(
+            out,
+            want,
+            "{name}: output differs from {}",
+            golden.display()
+        );
+
+        // The input fails `restricted`; the injected output passes it.
+        let input = std::fs::read_to_string(&path).unwrap();
+        for (kind, t) in pod_templates(&input) {
+            let v = check_restricted(&t.metadata.unwrap_or_default(), &t.spec.unwrap());
+            assert!(
+                !v.is_empty(),
+                "{name} {kind}: the input already passes restricted"
+            );
+        }
+        let templates = pod_templates(&out);
+        assert!(!templates.is_empty(), "{name}");
+        for (kind, t) in templates {
+            let meta = t.metadata.unwrap_or_default();
+            let spec = t.spec.unwrap();
+            let v = check_restricted(&meta, &spec);
+            assert!(v.is_empty(), "{name} {kind} fails restricted: {v:#?}");
+            let sidecar = &spec.init_containers.as_ref().unwrap()[0];
+            assert_eq!(sidecar.name, "brainbox-sidecar");
+            assert_eq!(sidecar.restart_policy.as_deref(), Some("Always"));
+            assert_eq!(sidecar.image.as_deref(), Some(IMAGE));
+            let vols: Vec<_> = spec.volumes.as_ref().unwrap().iter().collect();
+            let svid = vols.iter().find(|v| v.name == "brainbox-svid").unwrap();
+            assert_eq!(
+                svid.empty_dir.as_ref().unwrap().medium.as_deref(),
+                Some("Memory")
+            );
+            let api = vols
+                .iter()
+                .find(|v| v.name == "brainbox-workload-api")
+                .unwrap();
+            assert_eq!(api.csi.as_ref().unwrap().driver, "csi.spiffe.io");
+            let psc = spec.security_context.as_ref().unwrap();
+            assert_eq!(psc.seccomp_profile.as_ref().unwrap().type_, "Localhost");
+            assert_eq!(psc.app_armor_profile.as_ref().unwrap().type_, "Localhost");
+            for c in spec
+                .containers
+                .iter()
+                .chain(spec.init_containers.iter().flatten())
+            {
+                let sc = c.security_context.as_ref().unwrap();
+                assert_eq!(sc.read_only_root_filesystem, Some(true), "{}", c.name);
+                assert_eq!(sc.allow_privilege_escalation, Some(false), "{}", c.name);
+            }
+        }
+    }
+    assert!(n >= 3, "expected at least 3 golden inputs, found {n}");
+}
+
+#[test]
+fn injection_is_idempotent() {
+    let input = std::fs::read_to_string(golden_dir().join("deployment.in.yaml")).unwrap();
+    let cfg = InjectConfig::default();
+    let once = inject_yaml(&input, &cfg).unwrap();
+    let twice = inject_yaml(&once, &cfg).unwrap();
+    assert_eq!(once, twice);
+}
+
+#[test]
+fn stdin_works_and_non_workloads_pass_through() {
+    let cm = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\ndata:\n  a: b\n";
+    let (code, out, err) = run_cli(&["inject", "-f", "-"], Some(cm));
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("kind: ConfigMap") && out.contains("a: b"),
+        "{out}"
+    );
+    assert!(!out.contains("brainbox-sidecar"), "{out}");
+}
+
+#[test]
+fn what_a_brainbox_may_not_have_is_refused() {
+    use serde_json::json;
+    let base = json!({
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+        "spec": {"containers": [{"name": "a", "image": "x"}]}
+    });
+    let c = |sc: serde_json::Value| json!([{"name": "a", "image": "x", "securityContext": sc}]);
+    let cases: Vec<(&str, serde_json::Value)> = vec![
+        (
+            "privileged",
+            json!({"containers": c(json!({"privileged": true}))}),
+        ),
+        (
+            "hostPath",
+            json!({"containers": c(json!({})), "volumes": [{"name": "h", "hostPath": {"path": "/"}}]}),
+        ),
+        (
+            "hostNetwork",
+            json!({"hostNetwork": true, "containers": c(json!({}))}),
+        ),
+        (
+            "hostPID",
+            json!({"hostPID": true, "containers": c(json!({}))}),
+        ),
+        (
+            "runAsUser: 0",
+            json!({"securityContext": {"runAsUser": 0}, "containers": c(json!({}))}),
+        ),
+        (
+            "SYS_ADMIN",
+            json!({"containers": c(json!({"capabilities": {"add": ["SYS_ADMIN"]}}))}),
+        ),
+        (
+            "hostPort",
+            json!({"containers": [{"name": "a", "image": "x", "ports": [{"containerPort": 80, "hostPort": 80}]}]}),
+        ),
+        (
+            "Unconfined",
+            json!({"containers": c(json!({"seccompProfile": {"type": "Unconfined"}}))}),
+        ),
+    ];
+    for (what, spec) in cases {
+        let mut pod = base.clone();
+        pod["spec"] = spec;
+        let err = inject_object(&pod, &InjectConfig::default()).unwrap_err();
+        assert!(err.to_string().contains(what), "{what}: {err}");
+    }
+    let (code, _, err) = run_cli(
+        &["inject", "-f", "-"],
+        Some("apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\nspec:\n  hostPID: true\n  containers:\n  - name: a\n    image: x\n"),
+    );
+    assert_eq!(code, 65, "{err}");
+    assert!(err.contains("hostPID"), "{err}");
+}
