@@ -21,7 +21,7 @@ cargo clippy --workspace --all-targets --quiet -- -D warnings
 
 stage "build (host binaries, static sidecar for the lab image)"
 cargo build --workspace --bins --quiet
-cargo build -p brainbox-sidecar --target x86_64-unknown-linux-musl --quiet
+cargo build -p brainbox-sidecar -p brainbox-node-agent -p brainboxctl --target x86_64-unknown-linux-musl --quiet
 cargo build -p brainbox-lab --bin brainbox-attack --bin brainbox-load --target x86_64-unknown-linux-musl --quiet
 
 stage "tests (cargo test --workspace)"
