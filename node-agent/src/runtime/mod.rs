@@ -110,6 +110,16 @@ impl ContainerTable {
             .cloned()
     }
 
+    /// Every container, in no particular order.
+    pub fn all(&self) -> Vec<Arc<ContainerInfo>> {
+        self.inner
+            .read()
+            .expect("container table lock")
+            .values()
+            .cloned()
+            .collect()
+    }
+
     /// Number of containers.
     pub fn len(&self) -> usize {
         self.inner.read().expect("container table lock").len()
