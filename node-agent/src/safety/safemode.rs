@@ -89,7 +89,9 @@ impl NodeActuator {
                 Ok(_) => {
                     froze += 1;
                     tracing::warn!(container = %c.name, container_id = %c.id, "safe mode: container frozen");
-                    self.inner().frozen.insert(c.id.clone(), c.cgroup_dir.clone());
+                    self.inner()
+                        .frozen
+                        .insert(c.id.clone(), c.cgroup_dir.clone());
                 }
                 Err(e) => errors.push(format!("{}: {e}", c.name)),
             }
@@ -127,7 +129,10 @@ impl NodeActuator {
                 let _ = tokio::task::spawn_blocking(move || {
                     let (n, errors) = m.freeze_all();
                     if n > 0 {
-                        tracing::warn!(frozen = n, "safe mode: froze containers that started since");
+                        tracing::warn!(
+                            frozen = n,
+                            "safe mode: froze containers that started since"
+                        );
                     }
                     for e in errors {
                         tracing::error!(error = %e, "safe mode: cannot freeze");

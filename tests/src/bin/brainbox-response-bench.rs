@@ -105,7 +105,9 @@ fn round(agent: &mut Agent, mib: u64) -> Result<Value> {
         bail!("tar of {upper} failed");
     }
     drop(tmp);
-    let _ = pod.agent.exec(&["sh", "-c", &format!("({BUSY}) >/dev/null 2>&1 &")]);
+    let _ = pod
+        .agent
+        .exec(&["sh", "-c", &format!("({BUSY}) >/dev/null 2>&1 &")]);
     let _ = pod
         .agent
         .exec(&["nc", "-w", "1", "127.0.0.1", "1", "-e", "/bin/sh"]);
@@ -157,7 +159,9 @@ fn docker_pause_baseline(n: usize) -> Result<Value> {
     let mut spec = PodSpec::new(&name);
     spec.profile = None;
     let pod = Pod::start(&spec)?;
-    let _ = pod.agent.exec(&["sh", "-c", &format!("({BUSY}) >/dev/null 2>&1 &")]);
+    let _ = pod
+        .agent
+        .exec(&["sh", "-c", &format!("({BUSY}) >/dev/null 2>&1 &")]);
     let mut times = vec![];
     for _ in 0..n {
         let t = Instant::now();
