@@ -185,6 +185,15 @@ pub async fn run(cfg: AgentConfig) -> Result<(), RunError> {
             redactor.clone(),
         )
         .map_err(|e| RunError::Unavailable(e.to_string()))?;
+        let r = match crate::runtime::kube::KubeClient::from_config(&cfg.kubernetes)
+            .map_err(|e| RunError::Config(e.to_string()))?
+        {
+            Some(k) => {
+                tracing::info!(api_server = ?k, "recycling Kubernetes pods through the API server");
+                r.with_kube(k)
+            }
+            None => r,
+        };
         let r = match &zones {
             Some((z, _)) => r.with_isolation(crate::response::Isolation {
                 zones: z.clone(),

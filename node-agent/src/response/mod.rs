@@ -146,6 +146,7 @@ pub struct Responder {
     node: String,
     redactor: Arc<brainbox_redact::Engine>,
     isolation: Option<Isolation>,
+    kube: Option<crate::runtime::kube::KubeClient>,
 }
 
 /// What `isolate` needs: the zones lock map, and the container table to find a container's
@@ -185,7 +186,14 @@ impl Responder {
             node,
             redactor,
             isolation: None,
+            kube: None,
         })
+    }
+
+    /// Recycles Kubernetes pods through the API server (delete; the controller recreates).
+    pub fn with_kube(mut self, kube: crate::runtime::kube::KubeClient) -> Self {
+        self.kube = Some(kube);
+        self
     }
 
     /// Lets `isolate` cut containers off through zones (without zones on this node, `isolate`
@@ -396,6 +404,29 @@ impl Responder {
             .map(|_| serde_json::json!({}))
             .map_err(|e| e.to_string());
         self.step(&mut report, "kill", t, killed);
+        // A Kubernetes pod is recreated by its controller: delete it (only if it is still the
+        // same pod) and let the controller start a fresh one from its template.
+        if let (Some(kube), Some(ns), Some(pod)) =
+            (&self.kube, &container.namespace, &container.pod)
+        {
+            let t = Instant::now();
+            let r = kube
+                .delete_pod(ns, pod, container.pod_uid.as_deref())
+                .await
+                .map(|d| {
+                    serde_json::json!({
+                        "namespace": ns,
+                        "pod": pod,
+                        "outcome": match d {
+                            crate::runtime::kube::Deleted::Accepted => "deleted".to_string(),
+                            crate::runtime::kube::Deleted::AlreadyGone(code) => format!("already gone (HTTP {code})"),
+                        },
+                    })
+                })
+                .map_err(|e| e.to_string());
+            self.step(&mut report, "delete_pod", t, r);
+            return report;
+        }
         let t = Instant::now();
         let recreated = recycle::recreate(&self.docker, &container.id, &container.image_id)
             .await
