@@ -635,3 +635,22 @@ impl Drop for ZoneLab {
         let _ = std::fs::remove_dir_all(&self.pin_dir);
     }
 }
+
+/// Rewrites the lab's copy of `default.yaml` so its dead-man switch fires after `interval_secs`
+/// without a check-in, with safe-mode `action` (`freeze` or `close_egress`). For
+/// [`ZoneLab::start_with`].
+pub fn short_dead_man(dir: &Path, interval_secs: u64, action: &str) -> Result<()> {
+    let p = dir.join("default.yaml");
+    let text = std::fs::read_to_string(&p)?;
+    if !text.contains("checkin_interval_secs: 28800") || !text.contains("action: close_egress") {
+        bail!("profiles/default.yaml no longer has the safety section this lab edits");
+    }
+    let text = text
+        .replace(
+            "checkin_interval_secs: 28800",
+            &format!("checkin_interval_secs: {interval_secs}"),
+        )
+        .replace("action: close_egress", &format!("action: {action}"));
+    std::fs::write(&p, text)?;
+    Ok(())
+}

@@ -8,7 +8,7 @@
 use brainbox_lab::{
     agent::http_get,
     bin_path, require,
-    zones::{ZoneLab, LAB_LOCK, PROXY_PORT},
+    zones::{short_dead_man, ZoneLab, LAB_LOCK, PROXY_PORT},
 };
 use std::{
     path::Path,
@@ -20,23 +20,6 @@ const INTERVAL_SECS: u64 = 4;
 
 fn lock() -> std::sync::MutexGuard<'static, ()> {
     LAB_LOCK.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// The lab's copy of the default profile, with a short dead-man interval and `action`.
-fn deadman_profile(action: &'static str) -> impl FnOnce(&Path) -> anyhow::Result<()> {
-    move |dir: &Path| {
-        let p = dir.join("default.yaml");
-        let text = std::fs::read_to_string(&p)?;
-        assert!(text.contains("checkin_interval_secs: 28800"), "{text}");
-        let text = text
-            .replace(
-                "checkin_interval_secs: 28800",
-                &format!("checkin_interval_secs: {INTERVAL_SECS}"),
-            )
-            .replace("action: close_egress", &format!("action: {action}"));
-        std::fs::write(&p, text)?;
-        Ok(())
-    }
 }
 
 fn ctl(url: &str, args: &[&str]) -> (bool, String) {
@@ -91,7 +74,7 @@ fn lab_with_safety(action: &'static str, url: &str) -> ZoneLab {
         ("BRAINBOX_ALERTS__NATS_URL".to_string(), url.to_string()),
         ("BRAINBOX_ALERTS__SAFETY_TICK_MS".to_string(), "200".into()),
     ];
-    ZoneLab::start_with(env, deadman_profile(action)).unwrap()
+    ZoneLab::start_with(env, |d| short_dead_man(d, INTERVAL_SECS, action)).unwrap()
 }
 
 #[test]
