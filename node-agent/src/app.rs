@@ -222,12 +222,28 @@ pub async fn run(cfg: AgentConfig) -> Result<(), RunError> {
             namespace: cfg.identity.namespace.clone(),
         };
         Some(
-            crate::identity::start(&cfg.identity, Arc::new(attestor), identity_metrics)
+            crate::identity::start(
+                &cfg.identity,
+                Arc::new(attestor),
+                identity_metrics,
+                cfg.alerts.enabled,
+            )
                 .map_err(|e| RunError::Unavailable(format!("identity: {e}")))?,
         )
     } else {
         None
     };
+    if let (Some(id), true) = (&_identity, cfg.alerts.enabled) {
+        let client = crate::safety::safemode::control_client(&cfg.alerts.nats_url)
+            .await
+            .map_err(|e| RunError::Unavailable(format!("revocations: {e}")))?;
+        tokio::spawn(crate::identity::revocations::follow(
+            client,
+            id.deny.clone(),
+            id.ready.clone(),
+            Duration::from_secs(cfg.identity.revocations_wait_secs),
+        ));
+    }
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
     let watcher = docker::DockerWatcher {
         docker,

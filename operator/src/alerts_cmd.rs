@@ -136,6 +136,75 @@ pub struct SafeModeArgs {
     operator: OperatorArg,
 }
 
+/// `brainboxctl identity`.
+#[derive(clap::Subcommand)]
+pub enum IdentityCmd {
+    /// Revoke a SPIFFE ID or an X.509-SVID serial on every node: no longer issued, open streams
+    /// end, `ValidateJWTSVID` refuses it. Durable (JetStream); add it to the deny-list file to
+    /// keep it past a purge of the stream.
+    Revoke(RevokeArgs),
+}
+
+/// `identity revoke` arguments.
+#[derive(Args)]
+pub struct RevokeArgs {
+    /// The SPIFFE ID to revoke.
+    #[arg(long, required_unless_present = "serial")]
+    spiffe_id: Option<String>,
+    /// The certificate serial (hex, colons allowed) to revoke.
+    #[arg(long)]
+    serial: Option<String>,
+    #[command(flatten)]
+    nats: NatsArg,
+    #[command(flatten)]
+    operator: OperatorArg,
+}
+
+/// `brainboxctl identity ...`.
+pub fn identity(cmd: IdentityCmd, json_out: bool) -> i32 {
+    let IdentityCmd::Revoke(args) = cmd;
+    if let Some(id) = &args.spiffe_id {
+        if !id.starts_with("spiffe://") {
+            eprintln!("brainboxctl: --spiffe-id `{id}` is not a SPIFFE ID (spiffe://...)");
+            return exit::USAGE;
+        }
+    }
+    if let Some(s) = &args.serial {
+        if s.is_empty() || !s.chars().all(|c| c.is_ascii_hexdigit() || c == ':') {
+            eprintln!("brainboxctl: --serial `{s}` is not hex");
+            return exit::USAGE;
+        }
+    }
+    runtime().block_on(async move {
+        let cp = match control(&args.nats).await {
+            Ok(c) => c,
+            Err(code) => return code,
+        };
+        let mut r = serde_json::Map::new();
+        if let Some(id) = &args.spiffe_id {
+            r.insert("spiffe_id".into(), id.clone().into());
+        }
+        if let Some(s) = &args.serial {
+            r.insert("serial".into(), s.clone().into());
+        }
+        let r = serde_json::Value::Object(r);
+        match cp.revoke(&r).await {
+            Ok(seq) => {
+                if json_out {
+                    println!("{}", json!({"ok": true, "revocation": r, "sequence": seq, "by": args.operator.name()}));
+                } else {
+                    println!("revoked {r} (stream sequence {seq}) by {}", args.operator.name());
+                }
+                exit::OK
+            }
+            Err(e) => {
+                eprintln!("brainboxctl: {e}");
+                exit::UNAVAILABLE
+            }
+        }
+    })
+}
+
 /// `checkin` arguments.
 #[derive(Args)]
 pub struct CheckinArgs {

@@ -50,6 +50,9 @@ enum Command {
     SafeMode(alerts_cmd::SafeModeArgs),
     /// The operator's heartbeat for the dead-man switch.
     Checkin(alerts_cmd::CheckinArgs),
+    /// SPIFFE identities: revoke one on every node (pushed over NATS JetStream).
+    #[command(subcommand)]
+    Identity(alerts_cmd::IdentityCmd),
     /// Inject the brainbox sidecar and hardening into Kubernetes objects (YAML), like
     /// `istioctl kube-inject`.
     Inject(InjectArgs),
@@ -143,6 +146,7 @@ fn main() {
         Command::Audit(c) => evidence_cmd::audit(c, cli.json),
         Command::SafeMode(a) => alerts_cmd::safe_mode(a, cli.json),
         Command::Checkin(a) => alerts_cmd::checkin(a, cli.json),
+        Command::Identity(c) => alerts_cmd::identity(c, cli.json),
     };
     std::process::exit(code);
 }

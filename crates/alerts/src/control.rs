@@ -109,6 +109,14 @@ fn op(what: impl Into<String>) -> impl FnOnce(String) -> ControlError {
     move |reason| ControlError::Op { op: what, reason }
 }
 
+/// The JetStream stream of identity revocations (every node replays it from the start, so a
+/// revocation outlives restarts of the agents and of NATS).
+pub const REVOCATIONS_STREAM: &str = "BRAINBOX_REVOCATIONS";
+/// Its subject.
+pub const REVOCATIONS_SUBJECT: &str = "brainbox.revocations";
+/// Largest revocation message a node accepts.
+pub const MAX_REVOCATION_BYTES: usize = 4096;
+
 /// The key of a safe-mode command for `node` (`None`: every node).
 pub fn command_key(node: Option<&str>) -> String {
     match node {
@@ -215,6 +223,82 @@ impl ControlPlane {
             })
         })
         .transpose()
+    }
+
+    /// The revocations stream, created when absent.
+    pub async fn revocations_stream(&self) -> Result<jetstream::stream::Stream, ControlError> {
+        let cfg = jetstream::stream::Config {
+            name: REVOCATIONS_STREAM.into(),
+            subjects: vec![REVOCATIONS_SUBJECT.into()],
+            storage: jetstream::stream::StorageType::File,
+            // Revocations are never aged out: refusing a revoked identity must not expire.
+            discard: jetstream::stream::DiscardPolicy::New,
+            max_message_size: MAX_REVOCATION_BYTES as i32,
+            deny_delete: true,
+            deny_purge: true,
+            num_replicas: 1,
+            ..Default::default()
+        };
+        self.js
+            .get_or_create_stream(cfg)
+            .await
+            .map_err(|e| op(format!("create stream {REVOCATIONS_STREAM}"))(e.to_string()))
+    }
+
+    /// Publishes one revocation (a JSON object: `spiffe_id` and/or `serial`) and waits for
+    /// JetStream's ack. Returns the stream sequence.
+    pub async fn revoke(&self, revocation: &serde_json::Value) -> Result<u64, ControlError> {
+        self.revocations_stream().await?;
+        let body = serde_json::to_vec(revocation).unwrap_or_default();
+        let ack = self
+            .js
+            .publish(REVOCATIONS_SUBJECT, Bytes::from(body))
+            .await
+            .map_err(|e| op("publish revocation")(e.to_string()))?
+            .await
+            .map_err(|e| op("publish revocation (ack)")(e.to_string()))?;
+        Ok(ack.sequence)
+    }
+
+    /// Every revocation from the first, then new ones as they come (an ordered consumer, which
+    /// re-creates itself across reconnects), with the stream's last sequence at the time of the
+    /// call: once an item's sequence reaches it, the caller has seen every earlier revocation.
+    /// Items are (stream sequence, raw message body).
+    pub async fn follow_revocations(
+        &self,
+    ) -> Result<
+        (
+            u64,
+            impl futures_util::Stream<Item = Result<(u64, Bytes), ControlError>>,
+        ),
+        ControlError,
+    > {
+        let mut stream = self.revocations_stream().await?;
+        let last = stream
+            .info()
+            .await
+            .map_err(|e| op("revocations stream info")(e.to_string()))?
+            .state
+            .last_sequence;
+        let consumer = stream
+            .create_consumer(jetstream::consumer::pull::OrderedConfig {
+                deliver_policy: jetstream::consumer::DeliverPolicy::All,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| op("revocations consumer")(e.to_string()))?;
+        let messages = consumer
+            .messages()
+            .await
+            .map_err(|e| op("revocations messages")(e.to_string()))?;
+        Ok((
+            last,
+            messages.map(|m| {
+                let m = m.map_err(|e| op("revocations message")(e.to_string()))?;
+                let seq = m.info().map(|i| i.stream_sequence).unwrap_or(0);
+                Ok((seq, m.payload.clone()))
+            }),
+        ))
     }
 
     /// Records an operator heartbeat.

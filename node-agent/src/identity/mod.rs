@@ -4,6 +4,7 @@
 //! over a Unix socket; the CA, JWT, deny-list and replay pieces come from `brainbox-identity`.
 
 pub mod attest;
+pub mod revocations;
 pub mod server;
 
 use brainbox_identity::{ca::Ca, denylist::SharedDenyList, jwt::JwtSigner, replay::ReplayCache};
@@ -34,6 +35,9 @@ pub struct IdentityConfig {
     pub deny_list: PathBuf,
     /// Most JWT `jti`s remembered for replay protection (live tokens; full means refuse).
     pub replay_capacity: usize,
+    /// With alerts on, how long a starting agent withholds identities while it replays the
+    /// revocations pushed over NATS; past it, it serves with the file deny-list and a warning.
+    pub revocations_wait_secs: u64,
 }
 
 /// Where the root CA key lives.
@@ -81,6 +85,7 @@ impl Default for IdentityConfig {
             ca: CaConfig::default(),
             deny_list: PathBuf::new(),
             replay_capacity: 100_000,
+            revocations_wait_secs: 10,
         }
     }
 }
@@ -250,6 +255,8 @@ pub struct IdentityService {
     pub task: tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
     /// The deny-list (revocations can be pushed into it).
     pub deny: SharedDenyList,
+    /// Opens the server once pushed revocations are loaded (see [`start`]'s `hold`).
+    pub ready: Arc<std::sync::atomic::AtomicBool>,
     _watcher: Option<notify::RecommendedWatcher>,
 }
 
@@ -275,12 +282,16 @@ fn bind(path: &Path) -> Result<tokio::net::UnixListener, IdentityError> {
     Ok(l)
 }
 
-/// Starts the Workload API server.
+/// Starts the Workload API server. With `hold`, it answers `Unavailable` until
+/// [`IdentityService::ready`] is set (the agent sets it once the revocations pushed over NATS
+/// are replayed).
 pub fn start(
     cfg: &IdentityConfig,
     attestor: Arc<dyn attest::Attest>,
     metrics: Arc<IdentityMetrics>,
+    hold: bool,
 ) -> Result<IdentityService, IdentityError> {
+    let ready = Arc::new(std::sync::atomic::AtomicBool::new(!hold));
     let ca = Arc::new(build_ca(cfg)?);
     let jwt = Arc::new(JwtSigner::generate().map_err(|e| IdentityError::Ca(e.to_string()))?);
     let deny = SharedDenyList::default();
@@ -297,6 +308,7 @@ pub fn start(
         deny: deny.clone(),
         replay: Arc::new(ReplayCache::new(cfg.replay_capacity)),
         metrics,
+        ready: ready.clone(),
     });
     let svc = brainbox_identity::proto::spiffe_workload_api_server::SpiffeWorkloadApiServer::new(
         server::Service(api),
@@ -317,6 +329,7 @@ pub fn start(
     Ok(IdentityService {
         task,
         deny,
+        ready,
         _watcher: watcher,
     })
 }

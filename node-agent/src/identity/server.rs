@@ -40,6 +40,9 @@ pub struct WorkloadApi {
     pub replay: Arc<ReplayCache>,
     /// Counters.
     pub metrics: Arc<IdentityMetrics>,
+    /// False until the pushed revocations have been replayed (or their wait ran out): no
+    /// identity is issued from a deny-list that may be missing entries.
+    pub ready: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Fraction of the TTL after which a new X.509-SVID is pushed: well before half, so a client
@@ -68,6 +71,11 @@ fn peer_pid<T>(req: &Request<T>) -> u32 {
 impl WorkloadApi {
     fn attest<T>(&self, req: &Request<T>, rpc: &'static str) -> Result<Attested, Status> {
         check_header(req)?;
+        if !self.ready.load(std::sync::atomic::Ordering::Acquire) {
+            return Err(Status::unavailable(
+                "revocations are still loading; retry shortly",
+            ));
+        }
         let pid = peer_pid(req);
         match self.attestor.attest(pid) {
             Ok(a) => {

@@ -59,6 +59,7 @@ fn start_with(pid: u32, ttl: Duration) -> Fixture {
         &cfg,
         Arc::new(OnlyPid { pid, id: id(), ttl }),
         metrics.clone(),
+        false,
     )
     .unwrap();
     Fixture {

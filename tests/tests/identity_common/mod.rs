@@ -73,7 +73,7 @@ pub fn start(pod: &str, ttl_secs: u64) -> LocalApi {
         namespace: cfg.namespace.clone(),
     };
     let metrics = Arc::new(IdentityMetrics::default());
-    let svc = identity::start(&cfg, Arc::new(attestor), metrics.clone()).unwrap();
+    let svc = identity::start(&cfg, Arc::new(attestor), metrics.clone(), false).unwrap();
     LocalApi {
         dir,
         socket,
