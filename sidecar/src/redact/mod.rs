@@ -108,7 +108,8 @@ pub async fn start_from_config(
         cfg.key_file.as_deref(),
     )?);
     let p = pipeline::Pipeline::start(engine.clone(), section.to_pipeline(pod)).await?;
-    p.stats.register(registry);
+    p.stats
+        .register(registry.sub_registry_with_prefix("brainbox"));
     tracing::info!(
         socket = ?section.socket,
         tail = ?section.tail,

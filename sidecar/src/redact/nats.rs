@@ -242,6 +242,14 @@ pub async fn start(
                 std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()),
             )
         })?;
+    // Give a reachable server a moment, so a normal start does not begin with a failed publish;
+    // an unreachable one delays the start by at most this.
+    let deadline = Instant::now() + Duration::from_secs(1);
+    while client.connection_state() != async_nats::connection::State::Connected
+        && Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let mut js = jetstream::new(client.clone());
     js.set_timeout(cfg.ack_timeout);
     let (tx, rx) = mpsc::channel(cfg.buffer_batches.max(1));
