@@ -1007,14 +1007,12 @@ impl Engine {
 
     /// Is this (JSON key / variable) name sensitive? Returns the kind its values get.
     pub(crate) fn sensitive_key(&self, name: &[u8]) -> Option<KindId> {
-        if validate::is_harmless_key(name) {
-            return None;
-        }
         let n = normalise_key(name);
         if n.is_empty() {
             return None;
         }
-        self.keys
+        let kind = self
+            .keys
             .exact
             .iter()
             .find(|(e, _)| *e == n)
@@ -1024,7 +1022,10 @@ impl Engine {
                     .iter()
                     .find(|(c, _)| n.contains(c.as_str()))
             })
-            .map(|(_, k)| *k)
+            .map(|(_, k)| *k)?;
+        // Only a name that looks sensitive is checked for being a setting (`token_ttl`): most
+        // keys (`ts`, `level`, `msg`) never get here, and this check is the costlier one.
+        (!validate::is_harmless_key(name)).then_some(kind)
     }
 
     /// The line redaction, plus the state a private-key block leaves open at the end of the line.
