@@ -143,7 +143,7 @@ async fn run(cfg: SidecarConfig) -> anyhow::Result<()> {
         None
     };
     // The redaction pipeline binds its socket here, before the seccomp filter goes on.
-    let redact =
+    let mut redact =
         brainbox_sidecar::redact::start_from_config(&cfg.redact, &cfg.pod_name, &mut registry)
             .await?;
     if let Some(addr) = cfg.metrics.addr("metrics")? {
@@ -158,6 +158,12 @@ async fn run(cfg: SidecarConfig) -> anyhow::Result<()> {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
+        e = async {
+            match redact.as_mut() {
+                Some(p) => p.failure().await,
+                None => std::future::pending().await,
+            }
+        } => anyhow::bail!("redaction pipeline: {e}"),
         r = &mut svid_task => {
             match r {
                 Ok(Err(e)) => anyhow::bail!("identity: {e}"),

@@ -396,3 +396,25 @@ fn run_tails_a_file_into_an_output_file_with_metrics_and_flushes_on_sigterm() {
     }
     assert!(!lines[500].contains("hunter2"), "{}", lines[500]);
 }
+
+#[test]
+fn run_exits_when_the_redaction_output_fails() {
+    // A pipeline whose output is gone must not leave the sidecar running without redaction
+    // (its inputs would silently stop being read): `run` exits 1 and says why.
+    let s = Setup::new();
+    let mut sidecar = s.start("output = \"file\"\noutput_file = \"/dev/full\"\n");
+    let mut w = UnixStream::connect(s.socket()).unwrap();
+    w.write_all(b"a line that cannot be written\n").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(st) = sidecar.0.try_wait().unwrap() {
+            break st;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "sidecar kept running without an output"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(1));
+}

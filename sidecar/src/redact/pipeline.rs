@@ -183,6 +183,8 @@ pub struct Pipeline {
     tasks: Vec<JoinHandle<()>>,
     threads: Vec<std::thread::JoinHandle<()>>,
     worker: Option<std::thread::JoinHandle<Result<(), RedactError>>>,
+    /// Set when the worker ended with an error while running (output gone).
+    failed: watch::Receiver<Option<String>>,
     tx: Option<mpsc::Sender<Batch>>,
     socket: Option<PathBuf>,
     publisher: Option<JoinHandle<()>>,
@@ -216,12 +218,20 @@ impl Pipeline {
                 Sink::Nats(b)
             }
         };
+        let (failed_tx, failed) = watch::channel(None);
         let worker = {
             let stats = stats.clone();
             let format = cfg.format;
             std::thread::Builder::new()
                 .name("redact-worker".into())
-                .spawn(move || worker(&engine, rx, sink, format, &stats))
+                .spawn(move || {
+                    let r = worker(&engine, rx, sink, format, &stats);
+                    if let Err(e) = &r {
+                        tracing::error!(error = %e, "redaction worker stopped");
+                        let _ = failed_tx.send(Some(e.to_string()));
+                    }
+                    r
+                })
                 .map_err(|e| RedactError::Io("spawn worker".into(), e))?
         };
         let stop = Arc::new(AtomicBool::new(false));
@@ -290,10 +300,25 @@ impl Pipeline {
             tasks,
             threads,
             worker: Some(worker),
+            failed,
             tx: Some(tx),
             socket: cfg.socket.clone(),
             publisher,
         })
+    }
+
+    /// Resolves when the worker stopped with an error (its output failed): the inputs then stop
+    /// being read, so the caller should exit loudly rather than run on without redaction.
+    pub async fn failure(&mut self) -> String {
+        loop {
+            if let Some(e) = self.failed.borrow_and_update().clone() {
+                return e;
+            }
+            if self.failed.changed().await.is_err() {
+                // The worker is gone without an error: nothing to report, ever.
+                std::future::pending::<()>().await;
+            }
+        }
     }
 
     /// Wait until every input has ended on its own (EOF on stdin; used by the CLI).
