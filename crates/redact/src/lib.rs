@@ -1234,9 +1234,16 @@ fn glued(hay: &[u8], s: usize, e: usize) -> bool {
 }
 
 fn looks_like_json(line: &[u8]) -> bool {
-    line.iter()
-        .find(|b| !b.is_ascii_whitespace())
-        .is_some_and(|b| matches!(b, b'{' | b'[' | b'"'))
+    match line.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'{' | b'[' | b'"') => true,
+        // A bare number is a JSON document too (found by the `redact_json` fuzz target: a card
+        // number alone on a line came out as an unquoted marker, which is not JSON). The JSON
+        // path writes the marker as a string; other lines are tried as text.
+        Some(b'-' | b'0'..=b'9') => line
+            .iter()
+            .all(|b| b.is_ascii_digit() || b.is_ascii_whitespace() || b"+-.eE".contains(b)),
+        _ => false,
+    }
 }
 
 /// Follows lines of one stream, so that a private key written over several lines is redacted
