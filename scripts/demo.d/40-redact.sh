@@ -18,3 +18,38 @@ printf '%s\n' "$input"
 echo "--- brainbox-sidecar redact outputs (same secret, same fingerprint):"
 printf '%s\n' "$input" | "$BIN/brainbox-sidecar" redact --key-file "$key" --rules-dir "$ROOT/profiles/redact"
 printf 'ESC forging: \033[2K\033[1Afake "login ok"\r\n' | "$BIN/brainbox-sidecar" redact --key-file "$key"
+
+# The same engine inside the long-running sidecar: `[redact.pipeline]` in its configuration
+# makes `brainbox-sidecar run` tail the agent's log file (and/or listen on a socket) and write
+# redacted JSON envelopes; counters appear on the sidecar's /metrics.
+work=$(mktemp -d)
+trap 'rm -f "$key"; [ -n "${pid:-}" ] && kill "$pid" 2>/dev/null; rm -rf "$work"' EXIT
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+: > "$work/agent.log"
+cat > "$work/sidecar.toml" <<TOML
+pod_name = "demo-agent"
+[log]
+level = "warn"
+[metrics]
+listen = "127.0.0.1:$port"
+[egress]
+enabled = false
+[redact]
+key_file = "$key"
+[redact.pipeline]
+socket = "$work/log.sock"
+tail = ["$work/agent.log"]
+output = "file"
+output_file = "$work/redacted.jsonl"
+format = "json"
+TOML
+"$BIN/brainbox-sidecar" --config "$work/sidecar.toml" run &
+pid=$!
+for _ in $(seq 100); do [ -S "$work/log.sock" ] && break; sleep 0.1; done
+printf '%s\n' "$input" >> "$work/agent.log"
+for _ in $(seq 100); do [ "$(wc -l < "$work/redacted.jsonl" 2>/dev/null || echo 0)" -ge 5 ] && break; sleep 0.1; done
+echo "--- brainbox-sidecar run, [redact.pipeline] tailing agent.log → redacted.jsonl:"
+cat "$work/redacted.jsonl"
+echo "--- its metrics:"
+curl -s "http://127.0.0.1:$port/metrics" | grep -E '^brainbox_redact_(lines_in|lines_out|redactions|read_bytes)' || true
+kill "$pid"; wait "$pid" 2>/dev/null || true; pid=

@@ -35,6 +35,8 @@ pub struct RedactConfig {
     pub rules_dir: Option<std::path::PathBuf>,
     /// File whose content keys the fingerprints; pods that share it correlate findings.
     pub key_file: Option<std::path::PathBuf>,
+    /// `[redact.pipeline]`: inputs and output of the pipeline `run` starts (absent: none).
+    pub pipeline: Option<crate::redact::config::PipelineSection>,
 }
 
 impl Default for SidecarConfig {
@@ -57,6 +59,9 @@ impl Validate for SidecarConfig {
         self.metrics.addr("metrics")?;
         self.egress.validate("egress")?;
         self.svid.validate()?;
+        if let Some(p) = &self.redact.pipeline {
+            p.validate("redact.pipeline")?;
+        }
         Ok(())
     }
 }
@@ -93,5 +98,35 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("max_connections"), "{e}");
+    }
+
+    #[test]
+    fn redact_pipeline_is_off_unless_configured_and_checked_when_it_is() {
+        let c = load_from::<SidecarConfig, _>(None, []).unwrap();
+        assert!(c.redact.pipeline.is_none());
+        let e = load_from::<SidecarConfig, _>(
+            None,
+            [
+                (
+                    "BRAINBOX_REDACT__PIPELINE__SOCKET".to_string(),
+                    "/tmp/l.sock".to_string(),
+                ),
+                (
+                    "BRAINBOX_REDACT__PIPELINE__OUTPUT".to_string(),
+                    "nats".to_string(),
+                ),
+            ],
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("redact.pipeline.nats.url"), "{e}");
+        let e = load_from::<SidecarConfig, _>(
+            None,
+            [(
+                "BRAINBOX_REDACT__PIPELINE__OUTPUT".to_string(),
+                "kafka".to_string(),
+            )],
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("redact.pipeline.output"), "{e}");
     }
 }

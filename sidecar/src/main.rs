@@ -97,7 +97,16 @@ fn main() {
         Command::Run => {
             if let Err(e) = rt.block_on(run(cfg)) {
                 eprintln!("brainbox-sidecar: {e:#}");
-                std::process::exit(1);
+                // A rules file or key file the pipeline cannot use is a configuration error.
+                let config = matches!(
+                    e.downcast_ref::<brainbox_sidecar::redact::RedactError>(),
+                    Some(brainbox_sidecar::redact::RedactError::Engine(_))
+                );
+                std::process::exit(if config {
+                    brainbox_common::EXIT_CONFIG
+                } else {
+                    1
+                });
             }
         }
     }
@@ -133,6 +142,10 @@ async fn run(cfg: SidecarConfig) -> anyhow::Result<()> {
     } else {
         None
     };
+    // The redaction pipeline binds its socket here, before the seccomp filter goes on.
+    let mut redact =
+        brainbox_sidecar::redact::start_from_config(&cfg.redact, &cfg.pod_name, &mut registry)
+            .await?;
     if let Some(addr) = cfg.metrics.addr("metrics")? {
         let (bound, _task) =
             brainbox_common::metrics::serve(addr, Arc::new(registry), health).await?;
@@ -145,6 +158,12 @@ async fn run(cfg: SidecarConfig) -> anyhow::Result<()> {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
+        e = async {
+            match redact.as_mut() {
+                Some(p) => p.failure().await,
+                None => std::future::pending().await,
+            }
+        } => anyhow::bail!("redaction pipeline: {e}"),
         r = &mut svid_task => {
             match r {
                 Ok(Err(e)) => anyhow::bail!("identity: {e}"),
@@ -154,5 +173,9 @@ async fn run(cfg: SidecarConfig) -> anyhow::Result<()> {
         }
     }
     tracing::info!("sidecar stopping");
+    if let Some(p) = redact {
+        // Write out (or publish) every line already read before exiting.
+        p.shutdown().await?;
+    }
     Ok(())
 }

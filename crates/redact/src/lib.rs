@@ -13,7 +13,7 @@
 //!
 //! A clean line costs the two passes and no allocation: [`Redaction::text`] borrows the input.
 
-use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
+use aho_corasick::{automaton::Automaton, dfa::DFA, Anchored, MatchKind};
 use regex::bytes::{Regex, RegexBuilder};
 use std::{borrow::Cow, collections::HashSet, fmt, path::Path};
 
@@ -399,7 +399,10 @@ struct KeyKinds {
 pub struct Engine {
     rules: Vec<Rule>,
     kinds: Vec<String>,
-    ac: Option<AhoCorasick>,
+    /// The keywords of all rules (and sensitive JSON key names), ASCII case-insensitive.
+    kw: Option<DFA>,
+    /// Longest keyword, bytes: the overlap between the two halves of a split keyword walk.
+    kw_max: usize,
     /// For each Aho-Corasick pattern, the rules it opens.
     kw_rules: Vec<Vec<u16>>,
     digit_rules: [Fired; 4],
@@ -561,7 +564,7 @@ impl EngineBuilder {
                 Gate::Keywords if p.keywords.is_empty() => always_rules.set(i),
                 Gate::Keywords => {
                     for k in &p.keywords {
-                        let k = k.to_ascii_lowercase();
+                        let k = keyword_prefix(&k.to_ascii_lowercase());
                         match kw_index.iter_mut().find(|(w, _)| *w == k) {
                             Some((_, v)) => v.push(i),
                             None => kw_index.push((k, vec![i])),
@@ -611,18 +614,22 @@ impl EngineBuilder {
             hints.extend(f.json_keys.iter().map(|k| k.to_ascii_lowercase()));
         }
         for h in hints {
+            let h = keyword_prefix(&h);
             if !kw_index.iter().any(|(w, _)| *w == h) {
                 kw_index.push((h, Vec::new()));
             }
         }
-        let ac = if kw_index.is_empty() {
+        let kw_max = kw_index.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+        let kw = if kw_index.is_empty() {
             None
         } else {
             Some(
-                AhoCorasick::builder()
+                aho_corasick::dfa::Builder::new()
                     .ascii_case_insensitive(true)
                     .match_kind(MatchKind::Standard)
-                    .kind(Some(AhoCorasickKind::DFA))
+                    // The walk is ours (`scan_keywords`): no prefilter, so start states are
+                    // not "special" and the loop branches only on match states.
+                    .prefilter(false)
                     .build(kw_index.iter().map(|(k, _)| k.as_str()))
                     .map_err(|e| RedactError::Invalid(format!("keywords: {e}")))?,
             )
@@ -692,7 +699,8 @@ impl EngineBuilder {
         Ok(Engine {
             rules: compiled,
             kinds,
-            ac,
+            kw,
+            kw_max,
             kw_rules,
             digit_rules,
             at_rules,
@@ -704,6 +712,19 @@ impl EngineBuilder {
             private_key_kind,
         })
     }
+}
+
+/// Longest keyword the automaton holds, bytes. A longer keyword is held as its prefix: a line
+/// with the keyword has the prefix, so nothing is missed (the rule's regex still decides); the
+/// short overlap lets `scan_keywords` split lines into more parts.
+const MAX_KEYWORD: usize = 10;
+
+fn keyword_prefix(k: &str) -> String {
+    let mut end = k.len().min(MAX_KEYWORD);
+    while !k.is_char_boundary(end) {
+        end -= 1;
+    }
+    k[..end].to_string()
 }
 
 /// Lowercase, letters and digits only: `X-Api-Key`, `x_api_key` and `xApiKey` look alike.
@@ -755,10 +776,11 @@ impl Engine {
     pub fn debug_prefilter(&self, line: &[u8], what: u8) -> bool {
         match what {
             0 => stats(line).at,
-            1 => self
-                .ac
-                .as_ref()
-                .is_some_and(|ac| ac.find_overlapping_iter(line).next().is_some()),
+            1 => {
+                let mut f = Fired::default();
+                self.scan_keywords(line, &mut f);
+                !f.is_empty()
+            }
             _ => !self.fired(line, &stats(line)).is_empty(),
         }
     }
@@ -777,19 +799,95 @@ impl Engine {
         )
     }
 
-    fn fired(&self, hay: &[u8], st: &Stats) -> Fired {
-        let mut f = Fired::default();
-        if let Some(ac) = &self.ac {
-            for m in ac.find_overlapping_iter(hay) {
-                let rules = &self.kw_rules[m.pattern().as_usize()];
-                // A keyword without rules is the name of a sensitive JSON key: the JSON path
-                // must look at the line.
-                f.1 |= rules.is_empty();
-                for &r in rules {
-                    f.set(r);
+    /// Every keyword occurrence in `hay` (overlapping ones too) sets its rules in `f`.
+    ///
+    /// The walk through the keyword automaton is a chain of dependent table loads, so its speed
+    /// is the load latency, not the CPU's width. A longer haystack is therefore walked as up to
+    /// four parts at once (each part after the first starts `kw_max - 1` bytes early, so a
+    /// keyword across a boundary is still seen whole): independent chains, whose loads the CPU
+    /// overlaps.
+    fn scan_keywords(&self, hay: &[u8], f: &mut Fired) {
+        let Some(dfa) = &self.kw else { return };
+        let Ok(start) = dfa.start_state(Anchored::No) else {
+            return;
+        };
+        let step = |s, b| dfa.next_state(Anchored::No, s, b);
+        let mut check = |s| {
+            if dfa.is_special(s) {
+                self.keyword_state(dfa, s, f);
+            }
+        };
+        let overlap = self.kw_max.saturating_sub(1);
+        let len = hay.len();
+        if len >= 4 * (overlap + 24) {
+            // Four parts; part i begins `overlap` bytes before i·len/4.
+            let q = len / 4;
+            let (p0, p1, p2, p3) = (
+                &hay[..q],
+                &hay[q - overlap..2 * q],
+                &hay[2 * q - overlap..3 * q],
+                &hay[3 * q - overlap..],
+            );
+            let (mut s0, mut s1, mut s2, mut s3) = (start, start, start, start);
+            for (((&a, &b), &c), &d) in p0.iter().zip(p1).zip(p2).zip(p3) {
+                s0 = step(s0, a);
+                s1 = step(s1, b);
+                s2 = step(s2, c);
+                s3 = step(s3, d);
+                check(s0);
+                check(s1);
+                check(s2);
+                check(s3);
+            }
+            let n = p0.len();
+            for (mut s, p) in [(s1, p1), (s2, p2), (s3, p3)] {
+                for &b in &p[n..] {
+                    s = step(s, b);
+                    check(s);
                 }
             }
+        } else if len >= 2 * (overlap + 24) {
+            let mid = len / 2;
+            let (a, b) = (&hay[..mid], &hay[mid - overlap..]);
+            let (mut sa, mut sb) = (start, start);
+            for (&x, &y) in a.iter().zip(b) {
+                sa = step(sa, x);
+                sb = step(sb, y);
+                check(sa);
+                check(sb);
+            }
+            for &y in &b[a.len()..] {
+                sb = step(sb, y);
+                check(sb);
+            }
+        } else {
+            let mut s = start;
+            for &b in hay {
+                s = step(s, b);
+                check(s);
+            }
         }
+    }
+
+    #[inline]
+    fn keyword_state(&self, dfa: &DFA, s: aho_corasick::automaton::StateID, f: &mut Fired) {
+        if !dfa.is_match(s) {
+            return;
+        }
+        for i in 0..dfa.match_len(s) {
+            let rules = &self.kw_rules[dfa.match_pattern(s, i).as_usize()];
+            // A keyword without rules is the name of a sensitive JSON key: the JSON path must
+            // look at the line.
+            f.1 |= rules.is_empty();
+            for &r in rules {
+                f.set(r);
+            }
+        }
+    }
+
+    fn fired(&self, hay: &[u8], st: &Stats) -> Fired {
+        let mut f = Fired::default();
+        self.scan_keywords(hay, &mut f);
         for (shape, rules) in self.digit_rules.iter().enumerate() {
             if st.shapes & (1 << shape) != 0 {
                 for (a, b) in f.0.iter_mut().zip(rules.0.iter()) {
@@ -1007,14 +1105,12 @@ impl Engine {
 
     /// Is this (JSON key / variable) name sensitive? Returns the kind its values get.
     pub(crate) fn sensitive_key(&self, name: &[u8]) -> Option<KindId> {
-        if validate::is_harmless_key(name) {
-            return None;
-        }
         let n = normalise_key(name);
         if n.is_empty() {
             return None;
         }
-        self.keys
+        let kind = self
+            .keys
             .exact
             .iter()
             .find(|(e, _)| *e == n)
@@ -1024,7 +1120,10 @@ impl Engine {
                     .iter()
                     .find(|(c, _)| n.contains(c.as_str()))
             })
-            .map(|(_, k)| *k)
+            .map(|(_, k)| *k)?;
+        // Only a name that looks sensitive is checked for being a setting (`token_ttl`): most
+        // keys (`ts`, `level`, `msg`) never get here, and this check is the costlier one.
+        (!validate::is_harmless_key(name)).then_some(kind)
     }
 
     /// The line redaction, plus the state a private-key block leaves open at the end of the line.
@@ -1135,9 +1234,16 @@ fn glued(hay: &[u8], s: usize, e: usize) -> bool {
 }
 
 fn looks_like_json(line: &[u8]) -> bool {
-    line.iter()
-        .find(|b| !b.is_ascii_whitespace())
-        .is_some_and(|b| matches!(b, b'{' | b'[' | b'"'))
+    match line.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'{' | b'[' | b'"') => true,
+        // A bare number is a JSON document too (found by the `redact_json` fuzz target: a card
+        // number alone on a line came out as an unquoted marker, which is not JSON). The JSON
+        // path writes the marker as a string; other lines are tried as text.
+        Some(b'-' | b'0'..=b'9') => line
+            .iter()
+            .all(|b| b.is_ascii_digit() || b.is_ascii_whitespace() || b"+-.eE".contains(b)),
+        _ => false,
+    }
 }
 
 /// Follows lines of one stream, so that a private key written over several lines is redacted

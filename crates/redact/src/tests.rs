@@ -329,3 +329,46 @@ fn redaction_is_idempotent() {
     );
     assert_eq!(red(&e, &once), once);
 }
+
+#[test]
+fn split_keyword_walk_sees_keywords_at_every_offset() {
+    // Long lines are walked as two or four parts at once; a keyword on any part boundary,
+    // in any case, must still fire its rule, and an unrelated line must fire nothing.
+    let e = engine();
+    for (kw, rule) in [
+        ("ghp_", "github-pat"),
+        ("SSHPASS", "sshpass-password"),
+        ("Ocp-Apim-Subscription-Key", "api-key-header"),
+    ] {
+        for len in [40usize, 90, 150, 300, 700] {
+            for pad in 0..len {
+                let mut l = "x".repeat(pad);
+                l.push_str(kw);
+                l.push_str(&"y".repeat(len - pad));
+                let fired = e.debug_fired(l.as_bytes());
+                assert!(fired.contains(&rule), "{kw} at {pad} of {len}: {fired:?}");
+            }
+        }
+    }
+    let quiet = "x".repeat(700);
+    assert!(e.debug_fired(quiet.as_bytes()).is_empty());
+}
+
+#[test]
+fn a_bare_json_number_stays_json() {
+    // Fuzz finding (redact_json): a line that is only a card number is a JSON document.
+    let e = engine();
+    for line in [" 2444442485773760", "4111111111111111", "4111111111111111 "] {
+        let out = red(&e, line);
+        assert!(!out.contains("4111111111111111"), "{out}");
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|err| {
+            panic!("{line:?} → {out:?} is not JSON: {err}");
+        });
+        assert!(
+            v.as_str().is_some_and(|s| s.starts_with("[REDACTED:")),
+            "{out}"
+        );
+    }
+    // Not a number: text as before.
+    assert!(red(&e, "4111111111111111 paid").starts_with("[REDACTED:payment-card:"));
+}

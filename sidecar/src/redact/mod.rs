@@ -3,7 +3,9 @@
 //! The engine is `brainbox-redact`; this module feeds it lines (stdin, a Unix socket, tailed
 //! files) and writes the redacted lines out, one output line per input line, in order.
 
+pub mod config;
 pub mod lines;
+pub mod nats;
 pub mod pipeline;
 pub mod tail;
 
@@ -88,7 +90,41 @@ impl RedactArgs {
 
 /// Build the engine from the arguments.
 pub fn build_engine(args: &RedactArgs) -> Result<Engine, RedactError> {
-    let key = if let Some(p) = &args.key_file {
+    engine_from(args.rules_dir.as_deref(), args.key_file.as_deref())
+}
+
+/// Start the pipeline `[redact.pipeline]` describes, with its metrics on `registry`; `None`
+/// when the section is absent. Used by `brainbox-sidecar run`.
+pub async fn start_from_config(
+    cfg: &crate::config::RedactConfig,
+    pod: &str,
+    registry: &mut prometheus_client::registry::Registry,
+) -> Result<Option<pipeline::Pipeline>, RedactError> {
+    let Some(section) = &cfg.pipeline else {
+        return Ok(None);
+    };
+    let engine = Arc::new(engine_from(
+        cfg.rules_dir.as_deref(),
+        cfg.key_file.as_deref(),
+    )?);
+    let p = pipeline::Pipeline::start(engine.clone(), section.to_pipeline(pod)).await?;
+    p.stats
+        .register(registry.sub_registry_with_prefix("brainbox"));
+    tracing::info!(
+        socket = ?section.socket,
+        tail = ?section.tail,
+        output = ?section.output,
+        rules = engine.rule_count(),
+        "redaction pipeline running"
+    );
+    Ok(Some(p))
+}
+
+fn engine_from(
+    rules_dir: Option<&std::path::Path>,
+    key_file: Option<&std::path::Path>,
+) -> Result<Engine, RedactError> {
+    let key = if let Some(p) = key_file {
         let k =
             std::fs::read(p).map_err(|e| RedactError::Io(format!("read {}", p.display()), e))?;
         FingerprintKey::derive(&k)
@@ -97,7 +133,7 @@ pub fn build_engine(args: &RedactArgs) -> Result<Engine, RedactError> {
         FingerprintKey::random().map_err(|e| RedactError::Io("read /dev/urandom".into(), e))?
     };
     let mut b = Engine::builder().key(key);
-    if let Some(d) = &args.rules_dir {
+    if let Some(d) = rules_dir {
         b = b.rules_dir(d)?;
     }
     Ok(b.build()?)
@@ -111,9 +147,61 @@ pub fn format_line(
     r: &Redaction<'_>,
     dropped: u64,
 ) {
-    let mut text = std::borrow::Cow::Borrowed(r.text.as_ref());
+    format_line_limited(out, format, stream, r, dropped, None);
+}
+
+/// Like [`format_line`], keeping the formatted line (newline included) within `limit` bytes:
+/// the redacted text is cut at a character boundary and marked `[TRUNCATED:<n> bytes]`.
+/// Returns whether it cut. Only redacted text is ever cut, so a cut cannot expose a secret.
+pub fn format_line_limited(
+    out: &mut Vec<u8>,
+    format: Format,
+    stream: u32,
+    r: &Redaction<'_>,
+    dropped: u64,
+    limit: Option<usize>,
+) -> bool {
+    let start = out.len();
+    write_line(out, format, stream, &r.text, r.class, dropped);
+    let Some(limit) = limit else { return false };
+    if out.len() - start <= limit {
+        return false;
+    }
+    // Room for the envelope and the marker; JSON escaping at most doubles the text.
+    let room = limit.saturating_sub(96);
+    let room = if format == Format::Json {
+        room / 2
+    } else {
+        room
+    };
+    let mut cut = room.min(r.text.len());
+    while !r.text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    out.truncate(start);
+    let extra = (r.text.len() - cut) as u64;
+    write_line(
+        out,
+        format,
+        stream,
+        &r.text[..cut],
+        r.class,
+        dropped + extra,
+    );
+    true
+}
+
+fn write_line(
+    out: &mut Vec<u8>,
+    format: Format,
+    stream: u32,
+    text: &str,
+    class: brainbox_redact::Class,
+    dropped: u64,
+) {
+    let mut text = std::borrow::Cow::Borrowed(text);
     if dropped > 0 {
-        text = std::borrow::Cow::Owned(format!("{} [TRUNCATED:{dropped} bytes]", r.text));
+        text = std::borrow::Cow::Owned(format!("{text} [TRUNCATED:{dropped} bytes]"));
     }
     match format {
         Format::Raw => out.extend_from_slice(text.as_bytes()),
@@ -126,7 +214,7 @@ pub fn format_line(
             }
             let env = Envelope {
                 stream,
-                class: r.class.tag(),
+                class: class.tag(),
                 line: &text,
             };
             // Serialising a struct of strings cannot fail.

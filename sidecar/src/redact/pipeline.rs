@@ -1,14 +1,18 @@
 //! The redaction pipeline: inputs (Unix socket, tailed files, stdin) → one bounded channel →
-//! one worker thread running the engine → outputs (stdout or a file).
+//! one worker thread running the engine → an output (stdout, a file, or NATS JetStream).
 //!
 //! Backpressure: the channel holds at most `channel_batches` batches; when it is full, readers
 //! stop reading, so socket writers block in the kernel and tailed files simply wait on disk.
 //! Nothing is dropped. Each stream's lines keep their order (one reader per stream, one worker);
 //! each stream has its own line state (a private key spread over lines is followed per stream).
 
-use super::{lines::LineSplitter, Batch, Format, RedactError};
-use brainbox_redact::{Engine, LineRedactor};
-use prometheus_client::{metrics::counter::Counter, registry::Registry};
+use super::{lines::LineSplitter, nats, Batch, Format, RedactError};
+use brainbox_redact::{Engine, KindId, LineRedactor};
+use prometheus_client::{
+    encoding::EncodeLabelSet,
+    metrics::{counter::Counter, family::Family},
+    registry::{Registry, Unit},
+};
 use std::{
     collections::HashMap,
     io::Write,
@@ -32,6 +36,8 @@ pub enum Output {
     Stdout,
     /// Appended to a file.
     File(PathBuf),
+    /// Published to a NATS JetStream subject, in batches, each acked.
+    Nats(nats::NatsSinkConfig),
 }
 
 /// Pipeline settings.
@@ -67,6 +73,21 @@ impl Default for PipelineConfig {
     }
 }
 
+/// The `kind` label of the per-kind redaction counter.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabel {
+    /// Finding kind (`github-token`, `email`, …): a fixed set, the engine's rule kinds.
+    pub kind: String,
+}
+
+/// The `stage` label of the backpressure counter.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StageLabel {
+    /// `input`: a reader found the worker's channel full; `output`: the worker found the
+    /// output's buffer full (NATS slow or away).
+    pub stage: &'static str,
+}
+
 /// Counters a user would graph.
 #[derive(Debug, Clone, Default)]
 pub struct Stats {
@@ -78,8 +99,18 @@ pub struct Stats {
     pub lines_redacted: Counter,
     /// Findings replaced.
     pub findings: Counter,
+    /// Findings replaced, by kind.
+    pub redactions: Family<KindLabel, Counter>,
     /// Lines cut at the length limit.
     pub truncated: Counter,
+    /// Bytes read from the inputs.
+    pub bytes_in: Counter,
+    /// Bytes handed to the output.
+    pub bytes_out: Counter,
+    /// Times a stage had to wait for the next one (see [`StageLabel`]).
+    pub backpressure_waits: Family<StageLabel, Counter>,
+    /// The NATS output's counters.
+    pub nats: nats::NatsMetrics,
 }
 
 impl Stats {
@@ -107,10 +138,39 @@ impl Stats {
             self.findings.clone(),
         );
         r.register(
+            "redactions",
+            "Secrets and personal data replaced, by kind",
+            self.redactions.clone(),
+        );
+        r.register(
             "lines_truncated",
             "Lines cut at the length limit",
             self.truncated.clone(),
         );
+        r.register_with_unit(
+            "read",
+            "Bytes read from the redaction inputs",
+            Unit::Bytes,
+            self.bytes_in.clone(),
+        );
+        r.register_with_unit(
+            "written",
+            "Bytes of redacted output",
+            Unit::Bytes,
+            self.bytes_out.clone(),
+        );
+        r.register(
+            "backpressure_waits",
+            "Times a pipeline stage waited because the next one was full",
+            self.backpressure_waits.clone(),
+        );
+        self.nats.register(r);
+    }
+
+    fn waits(&self, stage: &'static str) -> Counter {
+        self.backpressure_waits
+            .get_or_create(&StageLabel { stage })
+            .clone()
     }
 }
 
@@ -123,8 +183,11 @@ pub struct Pipeline {
     tasks: Vec<JoinHandle<()>>,
     threads: Vec<std::thread::JoinHandle<()>>,
     worker: Option<std::thread::JoinHandle<Result<(), RedactError>>>,
+    /// Set when the worker ended with an error while running (output gone).
+    failed: watch::Receiver<Option<String>>,
     tx: Option<mpsc::Sender<Batch>>,
     socket: Option<PathBuf>,
+    publisher: Option<JoinHandle<()>>,
 }
 
 impl Pipeline {
@@ -132,25 +195,45 @@ impl Pipeline {
     pub async fn start(engine: Arc<Engine>, cfg: PipelineConfig) -> Result<Pipeline, RedactError> {
         let (tx, rx) = mpsc::channel::<Batch>(cfg.channel_batches.max(1));
         let stats = Stats::default();
-        let out: Box<dyn Write + Send> = match &cfg.output {
-            Output::Stdout => Box::new(std::io::stdout()),
-            Output::File(p) => Box::new(
+        let (shutdown, shut_rx) = watch::channel(false);
+        let mut publisher = None;
+        let sink = match &cfg.output {
+            Output::Stdout => Sink::Write(Box::new(std::io::stdout())),
+            Output::File(p) => Sink::Write(Box::new(
                 std::fs::OpenOptions::new()
                     .create(true)
                     .append(true)
                     .open(p)
                     .map_err(|e| RedactError::Io(format!("open {}", p.display()), e))?,
-            ),
+            )),
+            Output::Nats(n) => {
+                let (b, task) = nats::start(
+                    n.clone(),
+                    stats.nats.clone(),
+                    stats.waits("output"),
+                    shut_rx.clone(),
+                )
+                .await?;
+                publisher = Some(task);
+                Sink::Nats(b)
+            }
         };
+        let (failed_tx, failed) = watch::channel(None);
         let worker = {
             let stats = stats.clone();
             let format = cfg.format;
             std::thread::Builder::new()
                 .name("redact-worker".into())
-                .spawn(move || worker(&engine, rx, out, format, &stats))
+                .spawn(move || {
+                    let r = worker(&engine, rx, sink, format, &stats);
+                    if let Err(e) = &r {
+                        tracing::error!(error = %e, "redaction worker stopped");
+                        let _ = failed_tx.send(Some(e.to_string()));
+                    }
+                    r
+                })
                 .map_err(|e| RedactError::Io("spawn worker".into(), e))?
         };
-        let (shutdown, shut_rx) = watch::channel(false);
         let stop = Arc::new(AtomicBool::new(false));
         let ids = Arc::new(AtomicU32::new(1));
         let mut tasks = Vec::new();
@@ -192,6 +275,11 @@ impl Pipeline {
                 tx.clone(),
                 cfg.max_line,
                 stop.clone(),
+                super::tail::TailStats {
+                    bytes: stats.bytes_in.clone(),
+                    lines: stats.lines_in.clone(),
+                    waits: stats.waits("input"),
+                },
             ));
         }
         if cfg.stdin {
@@ -212,9 +300,25 @@ impl Pipeline {
             tasks,
             threads,
             worker: Some(worker),
+            failed,
             tx: Some(tx),
             socket: cfg.socket.clone(),
+            publisher,
         })
+    }
+
+    /// Resolves when the worker stopped with an error (its output failed): the inputs then stop
+    /// being read, so the caller should exit loudly rather than run on without redaction.
+    pub async fn failure(&mut self) -> String {
+        loop {
+            if let Some(e) = self.failed.borrow_and_update().clone() {
+                return e;
+            }
+            if self.failed.changed().await.is_err() {
+                // The worker is gone without an error: nothing to report, ever.
+                std::future::pending::<()>().await;
+            }
+        }
     }
 
     /// Wait until every input has ended on its own (EOF on stdin; used by the CLI).
@@ -242,6 +346,11 @@ impl Pipeline {
         })
         .await
         .unwrap_or(Ok(()));
+        // The worker has handed over its last batch; wait for the publisher to deliver it
+        // (bounded by the NATS drain timeout).
+        if let Some(p) = self.publisher.take() {
+            let _ = p.await;
+        }
         if let Some(p) = &self.socket {
             let _ = std::fs::remove_file(p);
         }
@@ -259,6 +368,7 @@ async fn read_stream<R: tokio::io::AsyncRead + Unpin>(
 ) {
     let mut splitter = LineSplitter::new(max);
     let mut buf = vec![0u8; 64 << 10];
+    let waits = stats.waits("input");
     loop {
         let n = tokio::select! {
             r = r.read(&mut buf) => r.unwrap_or(0),
@@ -277,35 +387,55 @@ async fn read_stream<R: tokio::io::AsyncRead + Unpin>(
                 .await;
             return;
         }
+        stats.bytes_in.inc_by(n as u64);
         splitter.push(&buf[..n], &mut lines);
         if lines.is_empty() {
             continue;
         }
         stats.lines_in.inc_by(lines.len() as u64);
-        if tx
-            .send(Batch {
-                stream: id,
-                lines,
-                end: false,
-            })
-            .await
-            .is_err()
-        {
+        let batch = Batch {
+            stream: id,
+            lines,
+            end: false,
+        };
+        let batch = match tx.try_send(batch) {
+            Ok(()) => continue,
+            Err(mpsc::error::TrySendError::Full(b)) => b,
+            Err(mpsc::error::TrySendError::Closed(_)) => return,
+        };
+        // The worker is behind: stop reading until it has room (the writer blocks in the
+        // kernel meanwhile).
+        waits.inc();
+        if tx.send(batch).await.is_err() {
             return;
         }
     }
 }
 
+/// Where the worker writes.
+enum Sink {
+    Write(Box<dyn Write + Send>),
+    Nats(nats::BatchBuilder),
+}
+
 fn worker(
     engine: &Engine,
     mut rx: mpsc::Receiver<Batch>,
-    out: Box<dyn Write + Send>,
+    sink: Sink,
     format: Format,
     stats: &Stats,
 ) -> Result<(), RedactError> {
-    let mut out = std::io::BufWriter::with_capacity(256 << 10, out);
+    let (mut out, mut nats) = match sink {
+        Sink::Write(w) => (Some(std::io::BufWriter::with_capacity(256 << 10, w)), None),
+        Sink::Nats(b) => (None, Some(b)),
+    };
+    // A NATS message has a size limit: a longer formatted line is cut (after redaction, so
+    // only redacted text is ever cut) and marked.
+    let out_limit = nats.as_ref().map(|b| b.max_line());
     let mut streams: HashMap<u32, LineRedactor<'_>> = HashMap::new();
     let mut line_buf = Vec::with_capacity(4096);
+    // Per-kind counters, looked up once per kind rather than per finding.
+    let mut by_kind: Vec<Option<Counter>> = Vec::new();
     let werr = |e| RedactError::Io("write output".into(), e);
     while let Some(batch) = rx.blocking_recv() {
         let lr = streams
@@ -316,13 +446,28 @@ fn worker(
             if !r.kinds.is_empty() {
                 stats.lines_redacted.inc();
                 stats.findings.inc_by(r.kinds.len() as u64);
+                for &k in &r.kinds {
+                    kind_counter(&mut by_kind, stats, engine, k).inc();
+                }
             }
             line_buf.clear();
-            super::format_line(&mut line_buf, format, batch.stream, &r, line.dropped);
-            if line.dropped > 0 {
+            let cut = super::format_line_limited(
+                &mut line_buf,
+                format,
+                batch.stream,
+                &r,
+                line.dropped,
+                out_limit,
+            );
+            if line.dropped > 0 || cut {
                 stats.truncated.inc();
             }
-            out.write_all(&line_buf).map_err(werr)?;
+            match (&mut out, &mut nats) {
+                (Some(o), _) => o.write_all(&line_buf).map_err(werr)?,
+                (None, Some(n)) => n.push(&line_buf)?,
+                (None, None) => {}
+            }
+            stats.bytes_out.inc_by(line_buf.len() as u64);
             stats.lines_out.inc();
         }
         if batch.end {
@@ -330,8 +475,36 @@ fn worker(
         }
         // Flush when idle, so lines are not held back while the input is quiet.
         if rx.is_empty() {
-            out.flush().map_err(werr)?;
+            if let Some(o) = out.as_mut() {
+                o.flush().map_err(werr)?;
+            }
+            if let Some(n) = nats.as_mut() {
+                n.flush()?;
+            }
         }
     }
-    out.flush().map_err(werr)
+    if let Some(n) = nats.as_mut() {
+        n.flush()?;
+    }
+    out.map_or(Ok(()), |mut o| o.flush().map_err(werr))
+}
+
+fn kind_counter<'c>(
+    cache: &'c mut Vec<Option<Counter>>,
+    stats: &Stats,
+    engine: &Engine,
+    k: KindId,
+) -> &'c Counter {
+    let i = usize::from(k);
+    if cache.len() <= i {
+        cache.resize(i + 1, None);
+    }
+    cache[i].get_or_insert_with(|| {
+        stats
+            .redactions
+            .get_or_create(&KindLabel {
+                kind: engine.kind_name(k).to_owned(),
+            })
+            .clone()
+    })
 }

@@ -3,6 +3,7 @@
 //! because inotify events can be coalesced or missed (e.g. on overlay filesystems).
 
 use super::{lines::LineSplitter, Batch};
+use prometheus_client::metrics::counter::Counter;
 use std::{
     fs::File,
     io::{Read, Seek, SeekFrom},
@@ -19,6 +20,17 @@ use tokio::sync::mpsc;
 /// How often the file is looked at without an event.
 const POLL: Duration = Duration::from_millis(200);
 
+/// The counters a tail thread feeds.
+#[derive(Debug, Clone, Default)]
+pub struct TailStats {
+    /// Bytes read.
+    pub bytes: Counter,
+    /// Lines read.
+    pub lines: Counter,
+    /// Times the worker's channel was full.
+    pub waits: Counter,
+}
+
 /// Tail `path` on a thread until `stop` is set; lines go to `tx` as stream `stream`.
 pub fn spawn(
     path: PathBuf,
@@ -26,11 +38,12 @@ pub fn spawn(
     tx: mpsc::Sender<Batch>,
     max_line: usize,
     stop: Arc<AtomicBool>,
+    stats: TailStats,
 ) -> std::thread::JoinHandle<()> {
     std::thread::Builder::new()
         .name("redact-tail".into())
         .spawn(move || {
-            if let Err(e) = tail(&path, stream, &tx, max_line, &stop) {
+            if let Err(e) = tail(&path, stream, &tx, max_line, &stop, &stats) {
                 tracing::error!(path = %path.display(), error = %e, "tail stopped");
             }
         })
@@ -61,6 +74,7 @@ fn tail(
     tx: &mpsc::Sender<Batch>,
     max_line: usize,
     stop: &AtomicBool,
+    stats: &TailStats,
 ) -> Result<(), notify::Error> {
     use notify::Watcher;
     let (wtx, wrx) = std_mpsc::channel::<()>();
@@ -80,7 +94,15 @@ fn tail(
         if lines.is_empty() && !end {
             return true;
         }
-        tx.blocking_send(Batch { stream, lines, end }).is_ok()
+        stats.lines.inc_by(lines.len() as u64);
+        match tx.try_send(Batch { stream, lines, end }) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(b)) => {
+                stats.waits.inc();
+                tx.blocking_send(b).is_ok()
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
     };
     loop {
         let stopping = stop.load(Ordering::Acquire);
@@ -103,6 +125,7 @@ fn tail(
                     break;
                 }
                 o.offset += n as u64;
+                stats.bytes.inc_by(n as u64);
                 let mut lines = Vec::new();
                 splitter.push(&buf[..n], &mut lines);
                 if !send(lines, false) {
