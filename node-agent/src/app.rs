@@ -228,7 +228,7 @@ pub async fn run(cfg: AgentConfig) -> Result<(), RunError> {
                 identity_metrics,
                 cfg.alerts.enabled,
             )
-                .map_err(|e| RunError::Unavailable(format!("identity: {e}")))?,
+            .map_err(|e| RunError::Unavailable(format!("identity: {e}")))?,
         )
     } else {
         None

@@ -190,7 +190,10 @@ fn a_revocation_pushed_over_nats_reaches_the_node_and_survives_a_restart() {
         // Until the new agent knows the pods, refusals say "no identity issued"; wait for the
         // answer that names the revocation.
         let (ok, text) = fetch(&a.sidecar, &[]);
-        assert!(!ok, "pod A got an identity from the restarted agent: {text}");
+        assert!(
+            !ok,
+            "pod A got an identity from the restarted agent: {text}"
+        );
         if text.contains("revoked") {
             break;
         }

@@ -57,7 +57,10 @@ pub async fn follow(
     loop {
         match control.follow_revocations().await {
             Ok((last, stream)) => {
-                tracing::info!(revocations = last, "following identity revocations over NATS");
+                tracing::info!(
+                    revocations = last,
+                    "following identity revocations over NATS"
+                );
                 if last == 0 && !ready.swap(true, Ordering::AcqRel) {
                     tracing::info!("no pushed revocations; identities are served");
                 }
@@ -70,10 +73,15 @@ pub async fn follow(
                                     tracing::warn!(spiffe_id = ?r.spiffe_id, serial = ?r.serial, seq, "identity revoked (pushed over NATS)");
                                     deny.push(&r);
                                 }
-                                Err(e) => tracing::warn!(error = %e, seq, "ignoring a malformed revocation message"),
+                                Err(e) => {
+                                    tracing::warn!(error = %e, seq, "ignoring a malformed revocation message")
+                                }
                             }
                             if seq >= last && !ready.swap(true, Ordering::AcqRel) {
-                                tracing::info!(revocations = last, "pushed revocations loaded; identities are served");
+                                tracing::info!(
+                                    revocations = last,
+                                    "pushed revocations loaded; identities are served"
+                                );
                             }
                         }
                         Err(e) => {
