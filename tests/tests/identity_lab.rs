@@ -131,12 +131,17 @@ fn a_revocation_pushed_over_nats_reaches_the_node_and_survives_a_restart() {
     brainbox_alerts::testkit::require_nats_server();
     let nats = brainbox_alerts::testkit::NatsServer::start();
     let url = nats.url();
+    // One Workload API folder for both agents: the pods keep their mount across the restart.
+    let workload = tempfile::tempdir().unwrap();
+    let socket = workload.path().join("agent.sock");
+    let socket = socket.to_str().unwrap();
     let env = [
         ("BRAINBOX_ALERTS__ENABLED", "true"),
         ("BRAINBOX_ALERTS__NATS_URL", url.as_str()),
+        ("BRAINBOX_IDENTITY__SOCKET", socket),
     ];
     let mut agent = Agent::start(&env).unwrap();
-    let dir = agent.workload_api_dir();
+    let dir = workload.path().to_owned();
     let (na, nb) = (unique("rv-a"), unique("rv-b"));
     let a = Pod::start(&PodSpec {
         workload_api_dir: Some(dir.clone()),
