@@ -87,7 +87,8 @@ fn main() -> Result<()> {
         }
     }
     require::lab();
-    let mut agent = Agent::start(&[])?;
+    // Every watched syscall, not only execs: the stream the rules see.
+    let mut agent = Agent::start(&[("BRAINBOX_EVENTS__SYSCALLS", "true")])?;
     let name = unique("rec");
     let mut spec = PodSpec::new(&name);
     // Alert-only, writable, with the attack tool: the default profile would recycle the
