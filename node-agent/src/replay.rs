@@ -182,8 +182,8 @@ pub fn engine_event(line: &str, num: u64) -> Result<Option<OwnedEvent>, ReplayEr
             Field::EvtType | Field::ProcName | Field::ProcAname | Field::ProcAexepath => continue,
             Field::EvtArg | Field::EvtArgs => continue,
             // Read from the live system by the agent; not in a recording (see above).
-            Field::UserName => (hdr.uid == 0).then(|| Value::Str(Cow::Borrowed("root"))),
-            Field::GroupName => (hdr.gid == 0).then(|| Value::Str(Cow::Borrowed("root"))),
+            Field::UserName => (enriched.hdr.uid == 0).then(|| Value::Str(Cow::Borrowed("root"))),
+            Field::GroupName => (enriched.hdr.gid == 0).then(|| Value::Str(Cow::Borrowed("root"))),
             Field::UserLoginuid => Some(Value::Int(-1)),
             // The recorded wall-clock time, not one derived from a boot-time stamp.
             Field::EvtTime => rec["time"]

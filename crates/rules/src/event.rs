@@ -562,7 +562,8 @@ impl OwnedEvent {
         if self.anames.len() > 1 {
             m.insert("proc.anames".into(), self.anames[1..].to_vec().into());
         }
-        if self.aexepaths.len() > 1 {
+        // Written even when empty beyond self, so `proc.aexepath[0]` survives a round trip.
+        if !self.aexepaths.is_empty() {
             m.insert("proc.aexepaths".into(), self.aexepaths[1..].to_vec().into());
         }
         for (n, v) in &self.args {
