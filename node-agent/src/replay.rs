@@ -21,9 +21,47 @@ use std::{borrow::Cow, sync::Arc};
 
 /// Argument names the enrichment produces (`Enriched::args` holds `&'static str` names).
 const ARG_NAMES: &[&str] = &[
-    "addr", "dev", "dir", "dirfd", "domain", "fd", "filename", "flags", "len", "linkpath", "mode",
-    "name", "newpath", "nstype", "oldfd", "oldpath", "path", "request", "res", "target", "tuple",
-    "type", "uargs",
+    "addr",
+    "cmd",
+    "dev",
+    "dir",
+    "dirfd",
+    "domain",
+    "egid",
+    "euid",
+    "fd",
+    "filename",
+    "flags",
+    "gid",
+    "len",
+    "linkdirfd",
+    "linkpath",
+    "mode",
+    "name",
+    "newdir",
+    "newdirfd",
+    "newfd",
+    "newpath",
+    "nstype",
+    "olddir",
+    "olddirfd",
+    "oldfd",
+    "oldpath",
+    "path",
+    "pid",
+    "proto",
+    "request",
+    "res",
+    "rgid",
+    "ruid",
+    "sgid",
+    "sig",
+    "suid",
+    "target",
+    "tuple",
+    "type",
+    "uargs",
+    "uid",
 ];
 
 /// Why a record could not be converted.
@@ -308,6 +346,33 @@ mod tests {
         assert_eq!(get(&ev, Field::ContainerId), Some(Value::Str("host".into())));
         let again = OwnedEvent::from_json_value(&ev.to_json()).unwrap();
         assert_eq!(ev, again);
+    }
+
+    /// Every argument name the enrichment can produce is known here (a new one in enrich.rs
+    /// without an entry would make recordings unreadable).
+    #[test]
+    fn every_enrichment_argument_name_is_known() {
+        let src = include_str!("enrich.rs");
+        let mut missing = vec![];
+        for (i, _) in src.match_indices("(\"") {
+            let rest = &src[i + 2..];
+            let Some(end) = rest.find('"') else { continue };
+            let name = &rest[..end];
+            let after = rest[end + 1..].trim_start();
+            // `("name", Arg::...)`, `("name", int(..))`, `("name", num(..))`, `("name", path(..))`...
+            let is_arg = after.starts_with(',')
+                && after[1..].trim_start().starts_with(|c: char| c.is_ascii_alphabetic())
+                && !after[1..].trim_start().starts_with('\'');
+            if is_arg
+                && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+                && !ARG_NAMES.contains(&name)
+            {
+                missing.push(name.to_owned());
+            }
+        }
+        missing.sort();
+        missing.dedup();
+        assert!(missing.is_empty(), "argument names missing from ARG_NAMES: {missing:?}");
     }
 
     #[test]

@@ -23,7 +23,7 @@ const BENIGN: &str = "set -e; mkdir -p /tmp/work/src; cd /tmp/work; \
     cat src/*.py | wc -l; grep -rn 'return' src | head -3; sort -r src/mod1.py > sorted.txt; \
     cp sorted.txt copy.txt; mv copy.txt moved.txt; rm moved.txt; ls -la src; find . -name '*.py' | wc -l; \
     sha256sum src/*.py > sums.txt; gzip -kf sums.txt; tar -cf /tmp/work.tar src; tar -tf /tmp/work.tar | wc -l; \
-    ps; date; id; env | wc -l; uname -a; cat /etc/os-release >/dev/null; head -c 512 /dev/urandom | od | tail -1; \
+    ps; date; id; env | wc -l; uname -a; cat /etc/hostname >/dev/null; head -c 512 /dev/urandom | od | tail -1; \
     echo done >> /var/log/app.log; (nc -w 1 127.0.0.1 15001 </dev/null || true); \
     (wget -q -T 1 -O /dev/null http://127.0.0.1:15001/ || true); rm -rf /tmp/work /tmp/work.tar";
 
