@@ -108,9 +108,10 @@ pub struct SensorConfig {
     /// Seconds between reads of the kernel's event and drop counters.
     pub stats_interval_secs: u64,
     /// How the syscall programs attach: `raw` (two raw tracepoints, `raw_syscalls:sys_enter`
-    /// and `sys_exit`, dispatching on the syscall number in BPF; the default) or `tracepoints`
-    /// (one `syscalls:sys_enter_*`/`sys_exit_*` tracepoint per syscall, slower; kept for
-    /// comparison and for kernels where raw tracepoints are not allowed).
+    /// and `sys_exit`, dispatching on the syscall number in BPF), `tracepoints` (one
+    /// `syscalls:sys_enter_*`/`sys_exit_*` tracepoint per syscall) or `fexit` (a BPF trampoline
+    /// on each traced syscall's `__x64_sys_*` function). See docs/sensor.md for which is default
+    /// and why.
     pub attach: SensorAttach,
 }
 
@@ -123,6 +124,9 @@ pub enum SensorAttach {
     Raw,
     /// One perf-event tracepoint per traced syscall.
     Tracepoints,
+    /// A BPF trampoline (fexit; fentry too for exec) on each traced syscall's `__x64_sys_*`
+    /// function (needs BTF and ftrace direct calls; x86_64).
+    Fexit,
 }
 
 /// Docker runtime settings.
