@@ -108,10 +108,9 @@ pub struct SensorConfig {
     /// Seconds between reads of the kernel's event and drop counters.
     pub stats_interval_secs: u64,
     /// How the syscall programs attach: `raw` (two raw tracepoints, `raw_syscalls:sys_enter`
-    /// and `sys_exit`, dispatching on the syscall number in BPF), `tracepoints` (one
-    /// `syscalls:sys_enter_*`/`sys_exit_*` tracepoint per syscall) or `fexit` (a BPF trampoline
-    /// on each traced syscall's `__x64_sys_*` function). See docs/sensor.md for which is default
-    /// and why.
+    /// and `sys_exit`, dispatching on the syscall number in BPF) or `tracepoints` (one
+    /// `syscalls:sys_enter_*`/`sys_exit_*` tracepoint per syscall). See docs/sensor.md for which
+    /// is the default and why.
     pub attach: SensorAttach,
 }
 
@@ -124,9 +123,6 @@ pub enum SensorAttach {
     Raw,
     /// One perf-event tracepoint per traced syscall.
     Tracepoints,
-    /// A BPF trampoline (fexit; fentry too for exec) on each traced syscall's `__x64_sys_*`
-    /// function (needs BTF and ftrace direct calls; x86_64).
-    Fexit,
 }
 
 /// Docker runtime settings.

@@ -9,8 +9,7 @@ use crate::{
 };
 use aya::{
     maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf},
-    programs::{FEntry, FExit, RawTracePoint, TracePoint},
-    Btf,
+    programs::{RawTracePoint, TracePoint},
     Ebpf, EbpfLoader,
 };
 use brainbox_ebpf_common::{
@@ -173,54 +172,6 @@ impl Sensor {
                     .map_err(err)?;
                 prog.load().map_err(err)?;
                 prog.attach(tp).map_err(err)?;
-                attached.programs += 1;
-            }
-        }
-        if attach == SensorAttach::Fexit {
-            let btf = Btf::from_sys_fs().map_err(|e| SensorError::Map {
-                map: "btf",
-                reason: format!("fexit mode needs the kernel's BTF (/sys/kernel/btf/vmlinux): {e}"),
-            })?;
-            // (program, kernel function, is fentry, required)
-            let mut progs: Vec<(String, String, bool, bool)> = vec![];
-            for name in ["execve", "execveat"] {
-                let func = format!("__x64_sys_{name}");
-                progs.push((format!("fentry_{name}"), func.clone(), true, true));
-                progs.push((format!("fexit_{name}"), func, false, true));
-            }
-            for sc in Sc::ALL {
-                let name = sc.name();
-                progs.push((format!("fexit_{name}"), format!("__x64_sys_{name}"), false, false));
-            }
-            for (program, func, entry, required) in progs {
-                let err = |source| SensorError::Program {
-                    program: program.clone(),
-                    category: if entry { "fentry" } else { "fexit" }.to_string(),
-                    name: func.clone(),
-                    source: Box::new(source),
-                };
-                let prog = bpf.program_mut(&program).ok_or_else(|| SensorError::Map {
-                    map: "programs",
-                    reason: format!("program {program} missing from the object"),
-                })?;
-                // A syscall this kernel lacks is optional (same test as the tracepoints mode:
-                // its syscall tracepoint exists); any other failure is an error.
-                let syscall = func.trim_start_matches("__x64_sys_");
-                let has = Path::new("/sys/kernel/tracing/events/syscalls")
-                    .join(format!("sys_enter_{syscall}"))
-                    .exists();
-                if !required && !has {
-                    attached.missing.push(func.clone());
-                    continue;
-                }
-                let loaded = if entry {
-                    let p: &mut FEntry = prog.try_into().map_err(err)?;
-                    p.load(&func, &btf).and_then(|()| p.attach().map(drop))
-                } else {
-                    let p: &mut FExit = prog.try_into().map_err(err)?;
-                    p.load(&func, &btf).and_then(|()| p.attach().map(drop))
-                };
-                loaded.map_err(err)?;
                 attached.programs += 1;
             }
         }

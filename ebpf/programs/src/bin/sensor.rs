@@ -8,11 +8,9 @@
 //!   Syscalls other than exec are captured whole at exit, straight into the ring buffer.
 //! * `tracepoints`: one `syscalls:sys_enter_*`/`sys_exit_*` perf-event tracepoint per syscall;
 //!   the kernel builds a trace record for every enabled syscall before the program runs.
-//! * `fexit`: a BPF trampoline (fexit; fentry too for exec) on each traced syscall's
-//!   `__x64_sys_*` function: untraced syscalls run nothing.
 //!
-//! Both syscall-tracepoint modes put every task of the host on the syscall-tracing slow path
-//! while attached; `fexit` does not.
+//! Both put every task of the host on the syscall-tracing slow path while attached (see
+//! docs/sensor.md: fentry/fexit trampolines would not, but this kernel refuses them).
 //!
 //! Filtering by cgroup happens first thing: a process whose cgroup v2 id is not in `WATCHED`
 //! costs one hash lookup and nothing else. Events go to one ring buffer; every emit and every drop is
@@ -26,9 +24,9 @@ use aya_ebpf::{
         bpf_get_current_uid_gid, bpf_get_smp_processor_id, bpf_ktime_get_boot_ns,
         bpf_probe_read_kernel, bpf_probe_read_user, bpf_probe_read_user_str_bytes,
     },
-    macros::{fentry, fexit, map, raw_tracepoint, tracepoint},
+    macros::{map, raw_tracepoint, tracepoint},
     maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
-    programs::{FEntryContext, FExitContext, RawTracePointContext, TracePointContext},
+    programs::{RawTracePointContext, TracePointContext},
 };
 use aya_ebpf::helpers::bpf_probe_read_user_buf;
 use brainbox_ebpf_common::{
@@ -380,11 +378,10 @@ fn sc_exit(ret: i64) {
 }
 
 /// Defines, for each traced syscall, the enter and exit tracepoint programs (`tracepoints`
-/// mode), its `fexit` program on `__x64_sys_<name>` (`fexit` mode) and its row in `classify`
-/// (`raw` mode): the x86_64 syscall number, which argument is the
+/// mode) and its row in `classify` (`raw` mode): the x86_64 syscall number, which argument is the
 /// first path, the second path, and the socket address (followed by its length).
 macro_rules! syscalls {
-    ($(($enter:ident, $exit:ident, $fexit:ident, $func:tt, $sc:expr, $nr:literal, $p1:expr, $p2:expr, $addr:expr)),* $(,)?) => {
+    ($(($enter:ident, $exit:ident, $sc:expr, $nr:literal, $p1:expr, $p2:expr, $addr:expr)),* $(,)?) => {
         $(
             #[tracepoint]
             pub fn $enter(ctx: TracePointContext) -> u32 {
@@ -398,20 +395,6 @@ macro_rules! syscalls {
             pub fn $exit(ctx: TracePointContext) -> u32 {
                 // SAFETY: as above.
                 sc_exit(unsafe { ctx.read_at::<i64>(SYS_EXIT_RET) }.unwrap_or(-1));
-                0
-            }
-            // `fexit` mode: on return from the syscall's x86_64 entry function, whose only
-            // argument is the caller's pt_regs.
-            #[fexit(function = $func)]
-            pub fn $fexit(ctx: FExitContext) -> i32 {
-                if watched() {
-                    let regs: *const u64 = ctx.arg(0);
-                    let ret: i64 = ctx.arg(1);
-                    sc_at_exit($sc, $p1, $p2, $addr, ret, |i| match REG_ARGS.get(i) {
-                        Some(&slot) => reg(regs, slot),
-                        None => 0,
-                    });
-                }
                 0
             }
         )*
@@ -428,47 +411,47 @@ macro_rules! syscalls {
 }
 
 syscalls![
-    (sys_enter_open, sys_exit_open, fexit_open, "__x64_sys_open", Sc::Open, 2, 0, NONE, NONE),
-    (sys_enter_openat, sys_exit_openat, fexit_openat, "__x64_sys_openat", Sc::Openat, 257, 1, NONE, NONE),
-    (sys_enter_openat2, sys_exit_openat2, fexit_openat2, "__x64_sys_openat2", Sc::Openat2, 437, 1, NONE, NONE),
-    (sys_enter_connect, sys_exit_connect, fexit_connect, "__x64_sys_connect", Sc::Connect, 42, NONE, NONE, 1),
-    (sys_enter_accept, sys_exit_accept, fexit_accept, "__x64_sys_accept", Sc::Accept, 43, NONE, NONE, NONE),
-    (sys_enter_accept4, sys_exit_accept4, fexit_accept4, "__x64_sys_accept4", Sc::Accept4, 288, NONE, NONE, NONE),
-    (sys_enter_socket, sys_exit_socket, fexit_socket, "__x64_sys_socket", Sc::Socket, 41, NONE, NONE, NONE),
-    (sys_enter_ptrace, sys_exit_ptrace, fexit_ptrace, "__x64_sys_ptrace", Sc::Ptrace, 101, NONE, NONE, NONE),
-    (sys_enter_mount, sys_exit_mount, fexit_mount, "__x64_sys_mount", Sc::Mount, 165, 0, 1, NONE),
-    (sys_enter_umount, sys_exit_umount, fexit_umount, "__x64_sys_umount", Sc::Umount, 166, 0, NONE, NONE),
-    (sys_enter_setns, sys_exit_setns, fexit_setns, "__x64_sys_setns", Sc::Setns, 308, NONE, NONE, NONE),
-    (sys_enter_unshare, sys_exit_unshare, fexit_unshare, "__x64_sys_unshare", Sc::Unshare, 272, NONE, NONE, NONE),
-    (sys_enter_bpf, sys_exit_bpf, fexit_bpf, "__x64_sys_bpf", Sc::Bpf, 321, NONE, NONE, NONE),
-    (sys_enter_memfd_create, sys_exit_memfd_create, fexit_memfd_create, "__x64_sys_memfd_create", Sc::MemfdCreate, 319, 0, NONE, NONE),
-    (sys_enter_chmod, sys_exit_chmod, fexit_chmod, "__x64_sys_chmod", Sc::Chmod, 90, 0, NONE, NONE),
-    (sys_enter_fchmod, sys_exit_fchmod, fexit_fchmod, "__x64_sys_fchmod", Sc::Fchmod, 91, NONE, NONE, NONE),
-    (sys_enter_fchmodat, sys_exit_fchmodat, fexit_fchmodat, "__x64_sys_fchmodat", Sc::Fchmodat, 268, 1, NONE, NONE),
-    (sys_enter_fchmodat2, sys_exit_fchmodat2, fexit_fchmodat2, "__x64_sys_fchmodat2", Sc::Fchmodat2, 452, 1, NONE, NONE),
-    (sys_enter_setuid, sys_exit_setuid, fexit_setuid, "__x64_sys_setuid", Sc::Setuid, 105, NONE, NONE, NONE),
-    (sys_enter_setgid, sys_exit_setgid, fexit_setgid, "__x64_sys_setgid", Sc::Setgid, 106, NONE, NONE, NONE),
-    (sys_enter_setreuid, sys_exit_setreuid, fexit_setreuid, "__x64_sys_setreuid", Sc::Setreuid, 113, NONE, NONE, NONE),
-    (sys_enter_setresuid, sys_exit_setresuid, fexit_setresuid, "__x64_sys_setresuid", Sc::Setresuid, 117, NONE, NONE, NONE),
-    (sys_enter_setregid, sys_exit_setregid, fexit_setregid, "__x64_sys_setregid", Sc::Setregid, 114, NONE, NONE, NONE),
-    (sys_enter_setresgid, sys_exit_setresgid, fexit_setresgid, "__x64_sys_setresgid", Sc::Setresgid, 119, NONE, NONE, NONE),
-    (sys_enter_unlink, sys_exit_unlink, fexit_unlink, "__x64_sys_unlink", Sc::Unlink, 87, 0, NONE, NONE),
-    (sys_enter_unlinkat, sys_exit_unlinkat, fexit_unlinkat, "__x64_sys_unlinkat", Sc::Unlinkat, 263, 1, NONE, NONE),
-    (sys_enter_rename, sys_exit_rename, fexit_rename, "__x64_sys_rename", Sc::Rename, 82, 0, 1, NONE),
-    (sys_enter_renameat, sys_exit_renameat, fexit_renameat, "__x64_sys_renameat", Sc::Renameat, 264, 1, 3, NONE),
-    (sys_enter_renameat2, sys_exit_renameat2, fexit_renameat2, "__x64_sys_renameat2", Sc::Renameat2, 316, 1, 3, NONE),
-    (sys_enter_symlink, sys_exit_symlink, fexit_symlink, "__x64_sys_symlink", Sc::Symlink, 88, 0, 1, NONE),
-    (sys_enter_symlinkat, sys_exit_symlinkat, fexit_symlinkat, "__x64_sys_symlinkat", Sc::Symlinkat, 266, 0, 2, NONE),
-    (sys_enter_link, sys_exit_link, fexit_link, "__x64_sys_link", Sc::Link, 86, 0, 1, NONE),
-    (sys_enter_linkat, sys_exit_linkat, fexit_linkat, "__x64_sys_linkat", Sc::Linkat, 265, 1, 3, NONE),
-    (sys_enter_dup, sys_exit_dup, fexit_dup, "__x64_sys_dup", Sc::Dup, 32, NONE, NONE, NONE),
-    (sys_enter_dup2, sys_exit_dup2, fexit_dup2, "__x64_sys_dup2", Sc::Dup2, 33, NONE, NONE, NONE),
-    (sys_enter_dup3, sys_exit_dup3, fexit_dup3, "__x64_sys_dup3", Sc::Dup3, 292, NONE, NONE, NONE),
-    (sys_enter_kill, sys_exit_kill, fexit_kill, "__x64_sys_kill", Sc::Kill, 62, NONE, NONE, NONE),
-    (sys_enter_chdir, sys_exit_chdir, fexit_chdir, "__x64_sys_chdir", Sc::Chdir, 80, 0, NONE, NONE),
-    (sys_enter_fchdir, sys_exit_fchdir, fexit_fchdir, "__x64_sys_fchdir", Sc::Fchdir, 81, NONE, NONE, NONE),
-    (sys_enter_init_module, sys_exit_init_module, fexit_init_module, "__x64_sys_init_module", Sc::InitModule, 175, 2, NONE, NONE),
-    (sys_enter_finit_module, sys_exit_finit_module, fexit_finit_module, "__x64_sys_finit_module", Sc::FinitModule, 313, 1, NONE, NONE),
+    (sys_enter_open, sys_exit_open, Sc::Open, 2, 0, NONE, NONE),
+    (sys_enter_openat, sys_exit_openat, Sc::Openat, 257, 1, NONE, NONE),
+    (sys_enter_openat2, sys_exit_openat2, Sc::Openat2, 437, 1, NONE, NONE),
+    (sys_enter_connect, sys_exit_connect, Sc::Connect, 42, NONE, NONE, 1),
+    (sys_enter_accept, sys_exit_accept, Sc::Accept, 43, NONE, NONE, NONE),
+    (sys_enter_accept4, sys_exit_accept4, Sc::Accept4, 288, NONE, NONE, NONE),
+    (sys_enter_socket, sys_exit_socket, Sc::Socket, 41, NONE, NONE, NONE),
+    (sys_enter_ptrace, sys_exit_ptrace, Sc::Ptrace, 101, NONE, NONE, NONE),
+    (sys_enter_mount, sys_exit_mount, Sc::Mount, 165, 0, 1, NONE),
+    (sys_enter_umount, sys_exit_umount, Sc::Umount, 166, 0, NONE, NONE),
+    (sys_enter_setns, sys_exit_setns, Sc::Setns, 308, NONE, NONE, NONE),
+    (sys_enter_unshare, sys_exit_unshare, Sc::Unshare, 272, NONE, NONE, NONE),
+    (sys_enter_bpf, sys_exit_bpf, Sc::Bpf, 321, NONE, NONE, NONE),
+    (sys_enter_memfd_create, sys_exit_memfd_create, Sc::MemfdCreate, 319, 0, NONE, NONE),
+    (sys_enter_chmod, sys_exit_chmod, Sc::Chmod, 90, 0, NONE, NONE),
+    (sys_enter_fchmod, sys_exit_fchmod, Sc::Fchmod, 91, NONE, NONE, NONE),
+    (sys_enter_fchmodat, sys_exit_fchmodat, Sc::Fchmodat, 268, 1, NONE, NONE),
+    (sys_enter_fchmodat2, sys_exit_fchmodat2, Sc::Fchmodat2, 452, 1, NONE, NONE),
+    (sys_enter_setuid, sys_exit_setuid, Sc::Setuid, 105, NONE, NONE, NONE),
+    (sys_enter_setgid, sys_exit_setgid, Sc::Setgid, 106, NONE, NONE, NONE),
+    (sys_enter_setreuid, sys_exit_setreuid, Sc::Setreuid, 113, NONE, NONE, NONE),
+    (sys_enter_setresuid, sys_exit_setresuid, Sc::Setresuid, 117, NONE, NONE, NONE),
+    (sys_enter_setregid, sys_exit_setregid, Sc::Setregid, 114, NONE, NONE, NONE),
+    (sys_enter_setresgid, sys_exit_setresgid, Sc::Setresgid, 119, NONE, NONE, NONE),
+    (sys_enter_unlink, sys_exit_unlink, Sc::Unlink, 87, 0, NONE, NONE),
+    (sys_enter_unlinkat, sys_exit_unlinkat, Sc::Unlinkat, 263, 1, NONE, NONE),
+    (sys_enter_rename, sys_exit_rename, Sc::Rename, 82, 0, 1, NONE),
+    (sys_enter_renameat, sys_exit_renameat, Sc::Renameat, 264, 1, 3, NONE),
+    (sys_enter_renameat2, sys_exit_renameat2, Sc::Renameat2, 316, 1, 3, NONE),
+    (sys_enter_symlink, sys_exit_symlink, Sc::Symlink, 88, 0, 1, NONE),
+    (sys_enter_symlinkat, sys_exit_symlinkat, Sc::Symlinkat, 266, 0, 2, NONE),
+    (sys_enter_link, sys_exit_link, Sc::Link, 86, 0, 1, NONE),
+    (sys_enter_linkat, sys_exit_linkat, Sc::Linkat, 265, 1, 3, NONE),
+    (sys_enter_dup, sys_exit_dup, Sc::Dup, 32, NONE, NONE, NONE),
+    (sys_enter_dup2, sys_exit_dup2, Sc::Dup2, 33, NONE, NONE, NONE),
+    (sys_enter_dup3, sys_exit_dup3, Sc::Dup3, 292, NONE, NONE, NONE),
+    (sys_enter_kill, sys_exit_kill, Sc::Kill, 62, NONE, NONE, NONE),
+    (sys_enter_chdir, sys_exit_chdir, Sc::Chdir, 80, 0, NONE, NONE),
+    (sys_enter_fchdir, sys_exit_fchdir, Sc::Fchdir, 81, NONE, NONE, NONE),
+    (sys_enter_init_module, sys_exit_init_module, Sc::InitModule, 175, 2, NONE, NONE),
+    (sys_enter_finit_module, sys_exit_finit_module, Sc::FinitModule, 313, 1, NONE, NONE),
 ];
 
 // ---- raw syscall tracepoints (`raw` mode) ----------------------------------------------------
@@ -497,43 +480,6 @@ fn compat_syscall() -> bool {
     let status: u32 =
         unsafe { bpf_probe_read_kernel(task.wrapping_add(TASK_TI_STATUS) as *const u32) }.unwrap_or(0);
     status & TS_COMPAT != 0
-}
-
-// ---- fentry/fexit on the syscall entry functions (`fexit` mode) -------------------------------
-//
-// A BPF trampoline on each traced syscall's `__x64_sys_*` function: syscalls we do not trace
-// (and 32-bit ones, which enter through `__ia32_sys_*`) run no program at all, and no task is
-// put on the syscall-tracing slow path.
-
-#[fentry(function = "__x64_sys_execve")]
-pub fn fentry_execve(ctx: FEntryContext) -> i32 {
-    if watched() {
-        let regs: *const u64 = ctx.arg(0);
-        exec_enter(reg(regs, REG_ARGS[0]), reg(regs, REG_ARGS[1]), 0, 0);
-    }
-    0
-}
-
-#[fentry(function = "__x64_sys_execveat")]
-pub fn fentry_execveat(ctx: FEntryContext) -> i32 {
-    if watched() {
-        let regs: *const u64 = ctx.arg(0);
-        let dirfd = reg(regs, REG_ARGS[0]) as u32;
-        exec_enter(reg(regs, REG_ARGS[1]), reg(regs, REG_ARGS[2]), dirfd, ExecFlags::EXECVEAT);
-    }
-    0
-}
-
-#[fexit(function = "__x64_sys_execve")]
-pub fn fexit_execve(ctx: FExitContext) -> i32 {
-    exec_exit(ctx.arg(1));
-    0
-}
-
-#[fexit(function = "__x64_sys_execveat")]
-pub fn fexit_execveat(ctx: FExitContext) -> i32 {
-    exec_exit(ctx.arg(1));
-    0
 }
 
 #[raw_tracepoint(tracepoint = "sys_enter")]
