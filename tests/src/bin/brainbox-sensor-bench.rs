@@ -41,11 +41,11 @@ fn parse() -> Result<Opts> {
     let mut o = Opts {
         out: "bench/results/sensor.json".into(),
         ops: 3_000_000,
-        rate: 300_000,
+        rate: 330_000,
         threads: 2,
         ring_mib: 16,
         loop_ops: 200_000,
-        rounds: 5,
+        rounds: 7,
         attach: vec!["raw".into(), "tracepoints".into()],
     };
     let mut args = std::env::args().skip(1);
