@@ -136,7 +136,7 @@ pub fn engine_event(line: &str, num: u64) -> Result<Option<OwnedEvent>, ReplayEr
     // argv[0] is `exe`; the table keeps the rest.
     proc.args = p["argv"]
         .as_array()
-        .map(|a| a.iter().skip(1).filter_map(|x| opt_str_val(x)).collect())
+        .map(|a| a.iter().skip(1).filter_map(opt_str_val).collect())
         .unwrap_or_default();
     proc.tty = p["tty"].as_u64().unwrap_or(0) as u32;
     proc.sid = p["sid"].as_u64().unwrap_or(0) as u32;
@@ -195,7 +195,8 @@ pub fn engine_event(line: &str, num: u64) -> Result<Option<OwnedEvent>, ReplayEr
         truncated: p["truncated"].as_bool().unwrap_or(false),
     };
     let node = rec["node"].as_str().unwrap_or("");
-    let view = View::new(&enriched, node, num).ok_or_else(|| ReplayError::EventType(name.into()))?;
+    let view =
+        View::new(&enriched, node, num).ok_or_else(|| ReplayError::EventType(name.into()))?;
 
     let mut out = OwnedEvent::new(etype);
     // proc.name first: OwnedEvent keeps it as proc.aname[0].
@@ -220,8 +221,10 @@ pub fn engine_event(line: &str, num: u64) -> Result<Option<OwnedEvent>, ReplayEr
             Field::EvtType | Field::ProcName | Field::ProcAname | Field::ProcAexepath => continue,
             Field::EvtArg | Field::EvtArgs => continue,
             // Read from the live system by the agent; not in a recording (see above).
-            Field::UserName => (enriched.hdr.uid == 0).then(|| Value::Str(Cow::Borrowed("root"))),
-            Field::GroupName => (enriched.hdr.gid == 0).then(|| Value::Str(Cow::Borrowed("root"))),
+            Field::UserName => (enriched.hdr.uid == 0).then_some(Value::Str(Cow::Borrowed("root"))),
+            Field::GroupName => {
+                (enriched.hdr.gid == 0).then_some(Value::Str(Cow::Borrowed("root")))
+            }
             Field::UserLoginuid => Some(Value::Int(-1)),
             // The recorded wall-clock time, not one derived from a boot-time stamp.
             Field::EvtTime => rec["time"]
@@ -246,10 +249,7 @@ fn fd_of(v: &J) -> Result<FdInfo, ReplayError> {
     let addr = |k: &str| -> Result<Option<std::net::SocketAddr>, ReplayError> {
         match v[k].as_str() {
             None => Ok(None),
-            Some(s) => s
-                .parse()
-                .map(Some)
-                .map_err(|_| ReplayError::Addr(s.into())),
+            Some(s) => s.parse().map(Some).map_err(|_| ReplayError::Addr(s.into())),
         }
     };
     Ok(FdInfo {
@@ -343,7 +343,10 @@ mod tests {
         assert!(matches!(get(&ev, Field::FdIp), Some(Value::List(l)) if l.len() == 2));
         // Non-root without the container's passwd: absent, as documented.
         assert_eq!(get(&ev, Field::UserName), None);
-        assert_eq!(get(&ev, Field::ContainerId), Some(Value::Str("host".into())));
+        assert_eq!(
+            get(&ev, Field::ContainerId),
+            Some(Value::Str("host".into()))
+        );
         let again = OwnedEvent::from_json_value(&ev.to_json()).unwrap();
         assert_eq!(ev, again);
     }
@@ -361,10 +364,14 @@ mod tests {
             let after = rest[end + 1..].trim_start();
             // `("name", Arg::...)`, `("name", int(..))`, `("name", num(..))`, `("name", path(..))`...
             let is_arg = after.starts_with(',')
-                && after[1..].trim_start().starts_with(|c: char| c.is_ascii_alphabetic())
+                && after[1..]
+                    .trim_start()
+                    .starts_with(|c: char| c.is_ascii_alphabetic())
                 && !after[1..].trim_start().starts_with('\'');
             if is_arg
-                && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
                 && !ARG_NAMES.contains(&name)
             {
                 missing.push(name.to_owned());
@@ -372,7 +379,10 @@ mod tests {
         }
         missing.sort();
         missing.dedup();
-        assert!(missing.is_empty(), "argument names missing from ARG_NAMES: {missing:?}");
+        assert!(
+            missing.is_empty(),
+            "argument names missing from ARG_NAMES: {missing:?}"
+        );
     }
 
     #[test]

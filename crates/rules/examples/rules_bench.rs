@@ -358,7 +358,9 @@ fn main() {
                 .filter(|l| !l.trim().is_empty())
                 .map(|l| OwnedEvent::from_json(l).expect("event line"))
                 .collect();
-            let name = label.clone().unwrap_or_else(|| format!("recorded: {}", p.display()));
+            let name = label
+                .clone()
+                .unwrap_or_else(|| format!("recorded: {}", p.display()));
             (ev, name)
         }
         None => (
@@ -426,7 +428,8 @@ fn main() {
     // What the stream is made of, by event type.
     let mut mix: std::collections::BTreeMap<&str, usize> = Default::default();
     for e in &events {
-        *mix.entry(brainbox_rules::Event::event_type(e).name()).or_default() += 1;
+        *mix.entry(brainbox_rules::Event::event_type(e).name())
+            .or_default() += 1;
     }
     let budget_json = match budget {
         Budget::Time(_) => json!({"seconds_per_variant": secs}),
@@ -476,7 +479,11 @@ fn main() {
     println!("| variant | events per CPU-second (1 core) | ns/event | vs naive | events per wall-second |");
     println!("|---|---:|---:|---:|---:|");
     for (name, v, w) in [
-        ("baseline: empty rule set (iterate + dispatch)", base, base_w),
+        (
+            "baseline: empty rule set (iterate + dispatch)",
+            base,
+            base_w,
+        ),
         ("compiled + evt.type dispatch", fast, fast_w),
         ("compiled, no dispatch", nodisp, nodisp_w),
         ("naive AST interpreter", slow, slow_w),

@@ -523,7 +523,10 @@ impl OwnedEvent {
                         serde_json::Value::Array(items) => Value::List(
                             items
                                 .iter()
-                                .map(|x| json_scalar(ty, x).ok_or_else(|| bad(&format!("expected {t}s", t = ty))))
+                                .map(|x| {
+                                    json_scalar(ty, x)
+                                        .ok_or_else(|| bad(&format!("expected {t}s", t = ty)))
+                                })
                                 .collect::<Result<_, _>>()?,
                         ),
                         x => json_scalar(ty, x).ok_or_else(|| bad(&format!("expected a {ty}")))?,

@@ -33,7 +33,8 @@ use tokio::{io::unix::AsyncFd, sync::mpsc};
 static BPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/sensor.bpf.o"));
 
 /// Raw tracepoint programs of the `raw` attach mode, as (program, tracepoint).
-const RAW_PROGRAMS: [(&str, &str); 2] = [("raw_sys_enter", "sys_enter"), ("raw_sys_exit", "sys_exit")];
+const RAW_PROGRAMS: [(&str, &str); 2] =
+    [("raw_sys_enter", "sys_enter"), ("raw_sys_exit", "sys_exit")];
 
 /// Tracepoints the sensor attaches, as (program, category, name, required). A required one that
 /// fails stops the agent; an optional one (a syscall this kernel lacks, such as `openat2` on old

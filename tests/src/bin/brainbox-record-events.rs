@@ -45,7 +45,11 @@ fn attacks(c: &Container, round: usize) {
     exec(c, &["-u", "0"], &["cat", "/etc/shadow"]);
     exec(c, &[], &["grep", "-r", "aws_secret_access_key", "/tmp"]);
     exec(c, &[], &["sh", "-c", "/dev/shm/payload"]);
-    exec(c, &[], &["nc", "-w", "1", "127.0.0.1", "1", "-e", "/bin/sh"]);
+    exec(
+        c,
+        &[],
+        &["nc", "-w", "1", "127.0.0.1", "1", "-e", "/bin/sh"],
+    );
     exec(
         c,
         &[],
@@ -56,7 +60,11 @@ fn attacks(c: &Container, round: usize) {
         ],
     );
     exec(c, &[], &["grep", "-r", "BEGIN RSA PRIVATE", "/tmp"]);
-    exec(c, &[], &["sh", "-c", "echo data > /tmp/data; shred /tmp/data"]);
+    exec(
+        c,
+        &[],
+        &["sh", "-c", "echo data > /tmp/data; shred /tmp/data"],
+    );
     let link = format!("/tmp/shadow-link-{round}");
     let hard = format!("/tmp/shadow-hard-{round}");
     exec(c, &[], &["ln", "-s", "/etc/shadow", &link]);
@@ -133,7 +141,10 @@ fn main() -> Result<()> {
         }
     }
     f.flush()?;
-    let alerts = text.lines().filter(|l| l.contains("\"type\":\"alert\"")).count();
+    let alerts = text
+        .lines()
+        .filter(|l| l.contains("\"type\":\"alert\""))
+        .count();
     eprintln!("recorded {n} events ({alerts} alerts raised live) to {out}");
     Ok(())
 }
