@@ -22,6 +22,8 @@ pub struct AlertsConfig {
     pub nats_url: String,
     /// The on-disk spool used while NATS is unreachable.
     pub spool_dir: PathBuf,
+    /// How often safe mode re-checks the dead-man clock and republishes the node's state (ms).
+    pub safety_tick_ms: u64,
 }
 
 impl Default for AlertsConfig {
@@ -30,6 +32,7 @@ impl Default for AlertsConfig {
             enabled: true,
             nats_url: "nats://127.0.0.1:4222".into(),
             spool_dir: PathBuf::from("/var/lib/brainbox/spool"),
+            safety_tick_ms: 1000,
         }
     }
 }

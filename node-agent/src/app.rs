@@ -147,6 +147,12 @@ pub async fn run(cfg: AgentConfig) -> Result<(), RunError> {
         .await
         .map_err(|e| RunError::Unavailable(e.to_string()))?;
 
+    let safe_mode_gauge = prometheus_client::metrics::gauge::Gauge::<i64>::default();
+    registry.sub_registry_with_prefix("brainbox").register(
+        "safe_mode",
+        "1 while this node is in safe mode (brainboxes frozen or their egress closed)",
+        safe_mode_gauge.clone(),
+    );
     if let Some(addr) = cfg
         .metrics
         .addr("metrics")
@@ -171,6 +177,7 @@ pub async fn run(cfg: AgentConfig) -> Result<(), RunError> {
         events: baseline_tx,
     });
     let profiles = Arc::new(profiles);
+    let table = ContainerTable::default();
     let responder = if cfg.response.enabled {
         let r = Responder::open(
             docker.clone(),
@@ -179,6 +186,22 @@ pub async fn run(cfg: AgentConfig) -> Result<(), RunError> {
             redactor.clone(),
         )
         .map_err(|e| RunError::Unavailable(e.to_string()))?;
+        let r = match crate::runtime::kube::KubeClient::from_config(&cfg.kubernetes)
+            .map_err(|e| RunError::Config(e.to_string()))?
+        {
+            Some(k) => {
+                tracing::info!(api_server = ?k, "recycling Kubernetes pods through the API server");
+                r.with_kube(k)
+            }
+            None => r,
+        };
+        let r = match &zones {
+            Some((z, _)) => r.with_isolation(crate::response::Isolation {
+                zones: z.clone(),
+                table: table.clone(),
+            }),
+            None => r,
+        };
         tracing::info!(
             audit_log = %cfg.response.audit_log.display(),
             evidence_dir = %cfg.response.evidence_dir.display(),
@@ -191,7 +214,6 @@ pub async fn run(cfg: AgentConfig) -> Result<(), RunError> {
     let (resp_tx, mut resp_rx) = tokio::sync::mpsc::channel::<ResponseReport>(64);
     let mut recent: RecentEvents<crate::enrich::Enriched> = RecentEvents::default();
 
-    let table = ContainerTable::default();
     let _identity = if cfg.identity.enabled {
         let attestor = crate::identity::attest::CgroupAttestor {
             cgroup2: cgroup2.clone(),
@@ -221,6 +243,16 @@ pub async fn run(cfg: AgentConfig) -> Result<(), RunError> {
             .collect(),
         baseline,
     };
+    let _safety = start_safe_mode(
+        &cfg,
+        &profiles,
+        &node,
+        table.clone(),
+        zones.as_ref().map(|(z, _)| z.clone()),
+        alert_path.as_ref().map(|p| p.state()),
+        safe_mode_gauge,
+    )
+    .await?;
     let (zone_tx, mut zone_rx) = tokio::sync::mpsc::channel(1024);
     if let Some((z, ring)) = zones {
         if cfg.zones.watch_profiles {
@@ -465,4 +497,59 @@ fn describe<E: std::fmt::Display>(r: Result<Result<(), E>, tokio::task::JoinErro
         Ok(Err(e)) => e.to_string(),
         Err(e) => e.to_string(),
     }
+}
+
+/// Starts the dead-man switch and safe mode when a profile has a `safety` section. It needs the
+/// control plane (operator check-ins and commands come over NATS), so it runs only with alerts
+/// on; NATS need not be up: the clock and the alert path's state still drive it.
+async fn start_safe_mode(
+    cfg: &AgentConfig,
+    profiles: &ProfileSet,
+    node: &str,
+    table: ContainerTable,
+    zones: Option<Zones>,
+    alert_state: Option<tokio::sync::watch::Receiver<brainbox_alerts::publisher::PublisherState>>,
+    gauge: prometheus_client::metrics::gauge::Gauge,
+) -> Result<Option<tokio::task::JoinHandle<()>>, RunError> {
+    let Some(policy) = profiles.safety_policy() else {
+        return Ok(None);
+    };
+    if !cfg.alerts.enabled {
+        tracing::warn!(
+            "profiles ask for a dead-man switch but alerts are off; safe mode is not armed"
+        );
+        return Ok(None);
+    }
+    if let Some(z) = &zones {
+        // The lock map is pinned: a node-wide lock left by an earlier agent is this process's
+        // to decide again. The monitor re-enters safe mode if the reasons still hold.
+        if z.locks().contains(&brainbox_ebpf_common::zones::LOCK_ALL) {
+            tracing::warn!("lifting a node-wide egress lock left by a previous agent; the safe-mode monitor decides afresh");
+            z.close_all(false)
+                .map_err(|e| RunError::Unavailable(e.to_string()))?;
+        }
+    }
+    let client = crate::safety::safemode::control_client(&cfg.alerts.nats_url)
+        .await
+        .map_err(|e| RunError::Unavailable(format!("safe mode control plane: {e}")))?;
+    let control = brainbox_alerts::control::ControlPlane::from_client(client.clone());
+    let actuator = crate::safety::safemode::NodeActuator::new(table, zones, gauge);
+    tracing::info!(
+        action = policy.action.as_str(),
+        checkin_interval_secs = ?policy.checkin_interval_secs,
+        on_alert_path_lost = policy.on_alert_path_lost,
+        "safe mode armed"
+    );
+    let (_state, task) = brainbox_alerts::monitor::spawn(
+        brainbox_alerts::monitor::MonitorConfig {
+            node: node.to_owned(),
+            policy,
+            tick: Duration::from_millis(cfg.alerts.safety_tick_ms.max(100)),
+        },
+        control,
+        client,
+        alert_state,
+        actuator,
+    );
+    Ok(Some(task))
 }

@@ -40,6 +40,8 @@ pub struct AgentConfig {
     pub alerts: crate::alerting::AlertsConfig,
     /// `[identity]`: the SPIFFE Workload API server.
     pub identity: crate::identity::IdentityConfig,
+    /// `[kubernetes]`: the API server, for recycling pods.
+    pub kubernetes: crate::runtime::kube::KubeConfig,
 }
 
 /// Network zone enforcement settings.
@@ -164,6 +166,7 @@ impl Default for AgentConfig {
             response: crate::response::ResponseConfig::default(),
             alerts: crate::alerting::AlertsConfig::default(),
             identity: crate::identity::IdentityConfig::default(),
+            kubernetes: crate::runtime::kube::KubeConfig::default(),
         }
     }
 }

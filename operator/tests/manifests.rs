@@ -70,6 +70,12 @@ fn every_manifest_parses_into_k8s_openapi_types_exactly() {
             "Deployment" => drop(exact::<Deployment>(w, v)),
             "DaemonSet" => drop(exact::<DaemonSet>(w, v)),
             "MutatingWebhookConfiguration" => drop(exact::<MutatingWebhookConfiguration>(w, v)),
+            "ValidatingAdmissionPolicy" => drop(exact::<
+                k8s_openapi::api::admissionregistration::v1::ValidatingAdmissionPolicy,
+            >(w, v)),
+            "ValidatingAdmissionPolicyBinding" => drop(exact::<
+                k8s_openapi::api::admissionregistration::v1::ValidatingAdmissionPolicyBinding,
+            >(w, v)),
             other => panic!("{w}: kind {other:?} has no typed check here"),
         }
     }
@@ -172,4 +178,60 @@ fn the_example_brainbox_passes_restricted_once_injected() {
     let t = d.spec.unwrap().template;
     let v = check_restricted(&t.metadata.unwrap(), &t.spec.unwrap());
     assert!(v.is_empty(), "{v:#?}");
+}
+
+#[test]
+fn the_node_agent_may_delete_only_brainbox_pods_on_its_own_node() {
+    let docs = docs();
+    let role = find(&docs, "ClusterRole", "brainbox-node-agent");
+    let writes: Vec<&Value> = role["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| {
+            r["verbs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|v| !matches!(v.as_str(), Some("get" | "list" | "watch")))
+        })
+        .collect();
+    // Events (create/patch) and pod deletion, nothing else.
+    for r in &writes {
+        let res: Vec<&str> = r["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        let verbs: Vec<&str> = r["verbs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        assert!(
+            res == ["events"] && verbs.iter().all(|v| ["create", "patch"].contains(v))
+                || res == ["pods"] && verbs == ["delete"],
+            "unexpected write permission: {r}"
+        );
+    }
+    let vap = find(
+        &docs,
+        "ValidatingAdmissionPolicy",
+        "brainbox-node-agent-own-node-pods",
+    );
+    assert_eq!(vap["spec"]["failurePolicy"], "Fail");
+    let rules = vap["spec"]["validations"].to_string();
+    assert!(
+        rules.contains("authentication.kubernetes.io/node-name"),
+        "{rules}"
+    );
+    assert!(rules.contains("brainbox.io/profile"), "{rules}");
+    let binding = find(
+        &docs,
+        "ValidatingAdmissionPolicyBinding",
+        "brainbox-node-agent-own-node-pods",
+    );
+    assert_eq!(binding["spec"]["validationActions"][0], "Deny");
 }

@@ -325,6 +325,8 @@ pub struct ZoneLab {
     containers: Vec<String>,
     /// For each container started with [`ZoneLab::run`]: container start → programs attached.
     pub attach_delays: Vec<Duration>,
+    /// More agent environment (a test's own settings, e.g. alerts on).
+    pub extra_env: Vec<(String, String)>,
 }
 
 /// Label key carrying the lab id.
@@ -333,6 +335,15 @@ pub const ZLAB_LABEL: &str = "brainbox.io/zones-lab";
 impl ZoneLab {
     /// Copies the profiles, and starts an agent enforcing zones on this lab's containers.
     pub fn start() -> Result<ZoneLab> {
+        Self::start_with(vec![], |_| Ok(()))
+    }
+
+    /// Like [`ZoneLab::start`], with more agent environment and a chance to edit the copied
+    /// profiles before the agent reads them.
+    pub fn start_with(
+        extra_env: Vec<(String, String)>,
+        edit_profiles: impl FnOnce(&Path) -> Result<()>,
+    ) -> Result<ZoneLab> {
         let id = unique("zl");
         let profiles = tempfile::tempdir()?;
         for e in std::fs::read_dir(crate::workspace_root().join("profiles"))? {
@@ -349,14 +360,16 @@ impl ZoneLab {
             profiles,
             containers: Vec::new(),
             attach_delays: Vec::new(),
+            extra_env,
         };
+        edit_profiles(lab.profiles.path())?;
         lab.start_agent()?;
         Ok(lab)
     }
 
     /// The environment the lab's agent runs with.
     pub fn agent_env(&self) -> Vec<(String, String)> {
-        vec![
+        let mut env = vec![
             ("BRAINBOX_ZONES__ENABLED".into(), "true".into()),
             // The lab's containers run `nc -e` listeners and a bypass tool; detection rules (and
             // their responses) are other tests' business and would recycle them mid-test.
@@ -373,7 +386,9 @@ impl ZoneLab {
                 "BRAINBOX_PROFILES_DIR".into(),
                 self.profiles.path().display().to_string(),
             ),
-        ]
+        ];
+        env.extend(self.extra_env.iter().cloned());
+        env
     }
 
     /// Starts (or restarts) the agent and waits until it is ready.
@@ -619,4 +634,23 @@ impl Drop for ZoneLab {
         // Unpinning the links and maps frees them (the containers' cgroups are gone already).
         let _ = std::fs::remove_dir_all(&self.pin_dir);
     }
+}
+
+/// Rewrites the lab's copy of `default.yaml` so its dead-man switch fires after `interval_secs`
+/// without a check-in, with safe-mode `action` (`freeze` or `close_egress`). For
+/// [`ZoneLab::start_with`].
+pub fn short_dead_man(dir: &Path, interval_secs: u64, action: &str) -> Result<()> {
+    let p = dir.join("default.yaml");
+    let text = std::fs::read_to_string(&p)?;
+    if !text.contains("checkin_interval_secs: 28800") || !text.contains("action: close_egress") {
+        bail!("profiles/default.yaml no longer has the safety section this lab edits");
+    }
+    let text = text
+        .replace(
+            "checkin_interval_secs: 28800",
+            &format!("checkin_interval_secs: {interval_secs}"),
+        )
+        .replace("action: close_egress", &format!("action: {action}"));
+    std::fs::write(&p, text)?;
+    Ok(())
 }

@@ -1,5 +1,6 @@
 //! The product images build `FROM scratch` from the static musl binaries, hold nothing but the
-//! binary (no shell), run (`--version`), and stay under the 15 MiB goal. Sizes are printed.
+//! binary (no shell), run (`--version`), and stay small: under the 15 MiB goal in release (what
+//! ships), under a sanity bound in debug. Sizes are printed.
 
 use brainbox_lab::{
     docker::docker_output,
@@ -9,6 +10,8 @@ use brainbox_lab::{
 };
 
 const GOAL_BYTES: u64 = 15 * 1024 * 1024;
+/// Debug builds are larger; this catches a binary that bloats, not the goal.
+const DEBUG_BOUND_BYTES: u64 = 40 * 1024 * 1024;
 
 #[test]
 fn product_images_build_run_and_stay_small() {
@@ -61,11 +64,19 @@ fn product_images_build_run_and_stay_small() {
         .unwrap();
         let want = if img.name == "node-agent" { "2" } else { "1" };
         assert_eq!(layers, want, "{}", img.name);
+        // The 15 MiB goal is for the release images that ship (`scripts/images.sh`, sizes in
+        // deploy/images.lock); a debug build carries unoptimised code and gets a sanity bound.
+        let bound = if profile == "release" {
+            GOAL_BYTES
+        } else {
+            DEBUG_BOUND_BYTES
+        };
         assert!(
-            img.size_bytes < GOAL_BYTES,
-            "{} is {} bytes, over the 15 MiB goal",
+            img.size_bytes < bound,
+            "{} ({profile}) is {} bytes, over {} bytes",
             img.name,
-            img.size_bytes
+            img.size_bytes,
+            bound
         );
     }
 }

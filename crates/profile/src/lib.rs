@@ -71,7 +71,8 @@ pub enum Action {
     Alert,
     /// Kill the container's processes (the container stops; its orchestrator decides what next).
     Kill,
-    /// Freeze the container and keep it frozen for an operator (evidence captured).
+    /// Cut the container and its pod off the network (loopback only, through zones), capture
+    /// evidence, and let it run on under observation. Without zones: keep it frozen.
     Isolate,
     /// Freeze, capture, seal, then kill and recreate from the known-good image.
     Recycle,

@@ -16,6 +16,13 @@ pub const ZONE_EVENTS_MAP: &str = "ZONE_EVENTS";
 pub const ZONE_STATS_MAP: &str = "ZONE_STATS";
 /// Per-cgroup denial-event rate limiter state ([`RateState`]).
 pub const ZONE_RATE_MAP: &str = "ZONE_RATE";
+/// Isolation locks: cgroup id → 1 (that container is isolated: the `isolate` response), and key
+/// [`LOCK_ALL`] → 1 (safe mode `close_egress`: every enforced cgroup). A locked cgroup keeps its
+/// loopback (a pod's agent still reaches its sidecar) and loses everything else, whatever its
+/// policy says.
+pub const ZONE_LOCK_MAP: &str = "ZONE_LOCK";
+/// The [`ZONE_LOCK_MAP`] key that locks every enforced cgroup (no cgroup has id 0).
+pub const LOCK_ALL: u64 = 0;
 
 /// Most rules one prefix entry holds; the policy compiler refuses more.
 pub const MAX_RULES: usize = 16;
@@ -157,6 +164,8 @@ pub enum DenyReason {
     NoFlow = 2,
     /// A prefix matched but not the protocol/port.
     Port = 3,
+    /// The cgroup (or the whole node, safe mode) is isolated: only loopback is allowed.
+    Isolated = 4,
 }
 
 impl DenyReason {
@@ -166,6 +175,7 @@ impl DenyReason {
             1 => Some(DenyReason::NoPolicy),
             2 => Some(DenyReason::NoFlow),
             3 => Some(DenyReason::Port),
+            4 => Some(DenyReason::Isolated),
             _ => None,
         }
     }
@@ -176,6 +186,7 @@ impl DenyReason {
             DenyReason::NoPolicy => "no-policy",
             DenyReason::NoFlow => "no-flow",
             DenyReason::Port => "port-not-allowed",
+            DenyReason::Isolated => "isolated",
         }
     }
 }

@@ -196,6 +196,7 @@ mod tests {
             role: Some(role.into()),
             cgroup_id: cg,
             namespace: None,
+            pod_uid: None,
             cgroup_dir: std::path::PathBuf::new(),
             writable: None,
             privileged: false,

@@ -145,6 +145,17 @@ pub struct Responder {
     limiter: Mutex<RateLimiter>,
     node: String,
     redactor: Arc<brainbox_redact::Engine>,
+    isolation: Option<Isolation>,
+    kube: Option<crate::runtime::kube::KubeClient>,
+}
+
+/// What `isolate` needs: the zones lock map, and the container table to find a container's
+/// pod siblings (a pod shares one network namespace, so the whole pod is cut off).
+pub struct Isolation {
+    /// The agent's zones.
+    pub zones: crate::zones::Zones,
+    /// The agent's container table.
+    pub table: crate::runtime::ContainerTable,
 }
 
 impl Responder {
@@ -174,7 +185,43 @@ impl Responder {
             limiter: Mutex::new(RateLimiter::default()),
             node,
             redactor,
+            isolation: None,
+            kube: None,
         })
+    }
+
+    /// Recycles Kubernetes pods through the API server (delete; the controller recreates).
+    pub fn with_kube(mut self, kube: crate::runtime::kube::KubeClient) -> Self {
+        self.kube = Some(kube);
+        self
+    }
+
+    /// Lets `isolate` cut containers off through zones (without zones on this node, `isolate`
+    /// keeps the container frozen instead).
+    pub fn with_isolation(mut self, isolation: Isolation) -> Self {
+        self.isolation = Some(isolation);
+        self
+    }
+
+    /// Isolates `container` and its pod siblings: loopback only. Returns the cgroup ids locked.
+    fn isolate(&self, container: &ContainerInfo) -> Result<Vec<u64>, String> {
+        let Some(iso) = &self.isolation else {
+            return Err("zones are not enforced on this node".into());
+        };
+        let mut cgroups = vec![container.cgroup_id];
+        if let Some(pod) = &container.pod {
+            cgroups.extend(
+                iso.table
+                    .all()
+                    .iter()
+                    .filter(|c| c.pod.as_deref() == Some(pod) && c.id != container.id)
+                    .map(|c| c.cgroup_id),
+            );
+        }
+        for cg in &cgroups {
+            iso.zones.isolate(*cg).map_err(|e| e.to_string())?;
+        }
+        Ok(cgroups)
     }
 
     /// The configuration.
@@ -253,6 +300,15 @@ impl Responder {
         if matches!(action, Action::Alert) {
             return report;
         }
+        // Isolate cuts the network first, before anything else can be sent out.
+        let mut isolated = false;
+        if matches!(action, Action::Isolate) {
+            let t = Instant::now();
+            let r = self
+                .isolate(&container)
+                .map(|cgs| serde_json::json!({ "cgroups": cgs, "allowed": "loopback only" }));
+            isolated = self.step(&mut report, "isolate", t, r);
+        }
         if matches!(action, Action::Kill) {
             let t = Instant::now();
             let r = freeze::kill(&dir)
@@ -329,7 +385,16 @@ impl Responder {
         self.step(&mut report, "capture", t, captured);
 
         if matches!(action, Action::Isolate) {
-            // Stays frozen for an operator to inspect; `brainboxctl` can thaw or recycle it.
+            if isolated {
+                // Cut off, the container may run on under observation: the sensor and rules
+                // still see it, and nothing it does leaves the pod.
+                let t = Instant::now();
+                let r = freeze::thaw(&dir)
+                    .map(|_| serde_json::json!({}))
+                    .map_err(|e| e.to_string());
+                self.step(&mut report, "thaw", t, r);
+            }
+            // Without zones the container stays frozen: fail closed.
             return report;
         }
 
@@ -339,6 +404,29 @@ impl Responder {
             .map(|_| serde_json::json!({}))
             .map_err(|e| e.to_string());
         self.step(&mut report, "kill", t, killed);
+        // A Kubernetes pod is recreated by its controller: delete it (only if it is still the
+        // same pod) and let the controller start a fresh one from its template.
+        if let (Some(kube), Some(ns), Some(pod)) =
+            (&self.kube, &container.namespace, &container.pod)
+        {
+            let t = Instant::now();
+            let r = kube
+                .delete_pod(ns, pod, container.pod_uid.as_deref())
+                .await
+                .map(|d| {
+                    serde_json::json!({
+                        "namespace": ns,
+                        "pod": pod,
+                        "outcome": match d {
+                            crate::runtime::kube::Deleted::Accepted => "deleted".to_string(),
+                            crate::runtime::kube::Deleted::AlreadyGone(code) => format!("already gone (HTTP {code})"),
+                        },
+                    })
+                })
+                .map_err(|e| e.to_string());
+            self.step(&mut report, "delete_pod", t, r);
+            return report;
+        }
         let t = Instant::now();
         let recreated = recycle::recreate(&self.docker, &container.id, &container.image_id)
             .await

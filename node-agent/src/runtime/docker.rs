@@ -274,6 +274,7 @@ impl DockerWatcher {
                 .or_else(|| labels.get(POD_LABEL))
                 .cloned(),
             namespace: labels.get("io.kubernetes.pod.namespace").cloned(),
+            pod_uid: labels.get("io.kubernetes.pod.uid").cloned(),
             role: labels.get(ROLE_LABEL).cloned(),
             cgroup_id,
         };

@@ -3,6 +3,7 @@
 
 pub mod cgroup;
 pub mod docker;
+pub mod kube;
 
 use std::{
     collections::HashMap,
@@ -52,6 +53,10 @@ pub struct ContainerInfo {
     /// Kubernetes namespace (kubelet's `io.kubernetes.pod.namespace` label), if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
+    /// Kubernetes pod UID (kubelet's `io.kubernetes.pod.uid` label), if any: a recycle deletes
+    /// the pod only if it is still this one.
+    #[serde(skip)]
+    pub pod_uid: Option<String>,
     /// Role in the pod (`agent`, `sidecar`), if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub role: Option<String>,
@@ -110,6 +115,16 @@ impl ContainerTable {
             .cloned()
     }
 
+    /// Every container, in no particular order.
+    pub fn all(&self) -> Vec<Arc<ContainerInfo>> {
+        self.inner
+            .read()
+            .expect("container table lock")
+            .values()
+            .cloned()
+            .collect()
+    }
+
     /// Number of containers.
     pub fn len(&self) -> usize {
         self.inner.read().expect("container table lock").len()
@@ -134,6 +149,7 @@ mod tests {
             profile: "default".into(),
             pod: None,
             namespace: None,
+            pod_uid: None,
             role: None,
             cgroup_id: cg,
             cgroup_dir: std::path::PathBuf::new(),

@@ -142,6 +142,7 @@ mod tests {
             profile: "default".into(),
             pod: None,
             namespace: None,
+            pod_uid: None,
             role: None,
             cgroup_id: 1,
             cgroup_dir: Default::default(),

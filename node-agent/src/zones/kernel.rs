@@ -20,7 +20,7 @@ use aya::{
 };
 use brainbox_ebpf_common::zones::{
     zone_stat_index, Hook, PolicyAddr, PolicyValue, ZoneStat, ZONE_CGROUPS_MAP, ZONE_EVENTS_MAP,
-    ZONE_POLICY_MAP, ZONE_RATE_MAP, ZONE_STATS_MAP,
+    ZONE_LOCK_MAP, ZONE_POLICY_MAP, ZONE_RATE_MAP, ZONE_STATS_MAP,
 };
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
@@ -98,6 +98,7 @@ pub struct Kernel {
     cgroups: BpfHashMap<MapData, u64, u32>,
     policy: LpmTrie<MapData, PolicyAddr, PolicyValue>,
     stats: PerCpuArray<MapData, u64>,
+    locks: BpfHashMap<MapData, u64, u32>,
     links: HashMap<u64, Vec<PinnedLink>>,
 }
 
@@ -169,6 +170,8 @@ impl Kernel {
             PerCpuArray::try_from(take(&mut bpf, ZONE_STATS_MAP)?).map_err(merr(ZONE_STATS_MAP))?;
         let ring =
             RingBuf::try_from(take(&mut bpf, ZONE_EVENTS_MAP)?).map_err(merr(ZONE_EVENTS_MAP))?;
+        let locks =
+            BpfHashMap::try_from(take(&mut bpf, ZONE_LOCK_MAP)?).map_err(merr(ZONE_LOCK_MAP))?;
         let _ = ZONE_RATE_MAP;
         Ok((
             Kernel {
@@ -177,6 +180,7 @@ impl Kernel {
                 cgroups,
                 policy,
                 stats,
+                locks,
                 links: HashMap::new(),
             },
             ring,
@@ -262,6 +266,32 @@ impl Kernel {
         let _ = std::fs::remove_dir_all(self.link_dir(cgroup_id));
     }
 
+    /// Isolates `key` (a cgroup id, or `LOCK_ALL` for every enforced cgroup): only loopback
+    /// stays open. The lock is pinned, so it outlives this agent.
+    pub fn lock(&mut self, key: u64) -> Result<(), KernelError> {
+        self.locks.insert(key, 1, 0).map_err(|e| KernelError::Map {
+            map: ZONE_LOCK_MAP,
+            reason: e.to_string(),
+        })
+    }
+
+    /// Lifts the lock on `key`.
+    pub fn unlock(&mut self, key: u64) -> Result<(), KernelError> {
+        match self.locks.remove(&key) {
+            Ok(()) => Ok(()),
+            Err(aya::maps::MapError::KeyNotFound) => Ok(()),
+            Err(e) => Err(KernelError::Map {
+                map: ZONE_LOCK_MAP,
+                reason: e.to_string(),
+            }),
+        }
+    }
+
+    /// The keys locked now.
+    pub fn locks(&self) -> BTreeSet<u64> {
+        self.locks.keys().filter_map(Result::ok).collect()
+    }
+
     /// Removes link pins of cgroups not in `live` (containers that went away while the agent
     /// was down). Returns how many were removed.
     pub fn gc(&mut self, live: &BTreeSet<u64>) -> usize {
@@ -276,6 +306,12 @@ impl Kernel {
             if !live.contains(&id) {
                 self.detach(id);
                 removed += 1;
+            }
+        }
+        // Isolation locks of containers that are gone (cgroup ids are never reused).
+        for key in self.locks() {
+            if key != brainbox_ebpf_common::zones::LOCK_ALL && !live.contains(&key) {
+                let _ = self.unlock(key);
             }
         }
         removed
@@ -368,8 +404,9 @@ impl Kernel {
 /// read wrongly by these programs, so it is refused with instructions instead.
 fn check_pinned_layouts(maps: &Path) -> Result<(), KernelError> {
     use brainbox_ebpf_common::zones::RateState;
-    let expected: [(&str, u32, u32); 4] = [
+    let expected: [(&str, u32, u32); 5] = [
         (ZONE_CGROUPS_MAP, 8, 4),
+        (ZONE_LOCK_MAP, 8, 4),
         (
             ZONE_POLICY_MAP,
             4 + std::mem::size_of::<PolicyAddr>() as u32,

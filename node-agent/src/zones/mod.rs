@@ -158,6 +158,37 @@ impl Zones {
             .map(|p| (p.container_id.clone(), p.zone, p.role))
     }
 
+    /// Isolates one container's cgroup (the `isolate` response): loopback only, whatever its
+    /// zone allows, until the container goes away or [`Zones::release`] lifts it.
+    pub fn isolate(&self, cgroup_id: u64) -> Result<(), ZonesError> {
+        self.lock().kernel.lock(cgroup_id)?;
+        tracing::warn!(cgroup_id, "container isolated: loopback only");
+        Ok(())
+    }
+
+    /// Lifts the isolation of one container.
+    pub fn release(&self, cgroup_id: u64) -> Result<(), ZonesError> {
+        self.lock().kernel.unlock(cgroup_id)?;
+        Ok(())
+    }
+
+    /// Closes (or reopens) the egress of every enforced container at once: safe mode
+    /// `close_egress`. One map update, so it takes effect on the next connect or packet.
+    pub fn close_all(&self, closed: bool) -> Result<(), ZonesError> {
+        let mut st = self.lock();
+        if closed {
+            st.kernel.lock(brainbox_ebpf_common::zones::LOCK_ALL)?;
+        } else {
+            st.kernel.unlock(brainbox_ebpf_common::zones::LOCK_ALL)?;
+        }
+        Ok(())
+    }
+
+    /// The isolation locks in force (cgroup ids; 0 = the whole node).
+    pub fn locks(&self) -> std::collections::BTreeSet<u64> {
+        self.lock().kernel.locks()
+    }
+
     /// The digest of the policy in force.
     pub fn digest(&self) -> Option<String> {
         self.lock().compiled.as_ref().map(|c| c.digest.clone())
@@ -327,6 +358,7 @@ impl ContainerObserver for Zones {
             return;
         }
         st.kernel.detach(cgroup_id);
+        let _ = st.kernel.unlock(cgroup_id);
         if st.synced {
             if let Err(e) = apply(&mut st) {
                 tracing::error!(error = %e, "cannot apply zone policy");

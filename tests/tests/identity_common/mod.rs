@@ -54,6 +54,7 @@ pub fn start(pod: &str, ttl_secs: u64) -> LocalApi {
         role: None,
         cgroup_id: cg,
         namespace: None,
+        pod_uid: None,
         cgroup_dir: std::path::PathBuf::new(),
         writable: None,
         privileged: false,

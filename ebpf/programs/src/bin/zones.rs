@@ -23,7 +23,7 @@ use aya_ebpf::{
 };
 use brainbox_ebpf_common::zones::{
     zone_stat_index, DenyEvent, DenyReason, Hook, PolicyAddr, PolicyValue, Proto, RateState,
-    ZoneStat, EVENTS_PER_SEC, INBOUND, ZONE_STATS_LEN,
+    ZoneStat, EVENTS_PER_SEC, INBOUND, LOCK_ALL, ZONE_STATS_LEN,
 };
 
 /// cgroup v2 id → policy id.
@@ -33,6 +33,10 @@ static ZONE_CGROUPS: HashMap<u64, u32> = HashMap::pinned(16384, 0);
 /// (policy id, prefix) → allowed protocols and ports.
 #[map(name = "ZONE_POLICY")]
 static ZONE_POLICY: LpmTrie<PolicyAddr, PolicyValue> = LpmTrie::pinned(65536, 0);
+
+/// Isolation locks: cgroup id (or `LOCK_ALL`) → 1.
+#[map(name = "ZONE_LOCK")]
+static ZONE_LOCK: HashMap<u64, u32> = HashMap::pinned(16384, 0);
 
 /// Denial events.
 #[map(name = "ZONE_EVENTS")]
@@ -90,6 +94,29 @@ fn lookup(policy: u32, addr: [u8; 16]) -> Option<&'static PolicyValue> {
         },
     );
     ZONE_POLICY.get(&key)
+}
+
+/// Whether `cgroup` is isolated, by itself or with the whole node.
+#[inline(always)]
+fn locked(cgroup: u64) -> bool {
+    // SAFETY: values are copied out.
+    unsafe { ZONE_LOCK.get(&LOCK_ALL).is_some() || ZONE_LOCK.get(&cgroup).is_some() }
+}
+
+/// 127.0.0.0/8 (as v4-mapped) or ::1.
+#[inline(always)]
+fn loopback(addr: &[u8; 16]) -> bool {
+    let mut i = 0;
+    while i < 10 {
+        if addr[i] != 0 {
+            return false;
+        }
+        i += 1;
+    }
+    if addr[10] == 0xff && addr[11] == 0xff {
+        return addr[12] == 127;
+    }
+    addr[10] == 0 && addr[11] == 0 && addr[12] == 0 && addr[13] == 0 && addr[14] == 0 && addr[15] == 1
 }
 
 /// The verdict: Ok(()) allowed, Err(reason) denied.
@@ -229,7 +256,12 @@ fn sock_addr(ctx: &SockAddrContext, hook: Hook) -> i32 {
     // SAFETY: helper without pointer arguments.
     let cgroup = unsafe { bpf_get_current_cgroup_id() };
     let policy = policy_of(cgroup);
-    match check(policy, addr, Proto::from_ip(proto), port) {
+    let verdict = if locked(cgroup) && !loopback(&addr) {
+        Err(DenyReason::Isolated)
+    } else {
+        check(policy, addr, Proto::from_ip(proto), port)
+    };
+    match verdict {
         Ok(()) => {
             count(hook, ZoneStat::Allowed);
             1
@@ -355,6 +387,7 @@ fn skb(ctx: &SkBuffContext, hook: Hook) -> i32 {
     };
     let bit = Proto::from_ip(p.proto);
     let verdict = match policy {
+        _ if locked(cgroup) && !loopback(&peer) => Err(DenyReason::Isolated),
         None => Err(DenyReason::NoPolicy),
         Some(id) => {
             let out = check(Some(id), peer, bit, peer_port);

@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# demo: Safe mode: the operator misses a check-in, every brainbox loses egress; isolate on a reverse shell
+# The dead-man switch and the isolate response, live: a private nats-server, its own zone lab
+# (agent, pod, orchestrator), cleaned up on exit.
+set -euo pipefail
+"$BIN/safemode-demo"
