@@ -275,6 +275,7 @@ fn container_of(v: &J, cgroup_id: u64) -> ContainerInfo {
         profile: opt_str(v, "profile").unwrap_or_default(),
         pod: opt_str(v, "pod"),
         namespace: opt_str(v, "namespace"),
+        pod_uid: None,
         role: opt_str(v, "role"),
         cgroup_id,
         cgroup_dir: Default::default(),
