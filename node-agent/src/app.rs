@@ -82,7 +82,7 @@ pub async fn run(cfg: AgentConfig) -> Result<(), RunError> {
         None
     };
     let metrics = Arc::new(AgentMetrics::default());
-    let sensor = Sensor::load(cfg.sensor.ring_buffer_bytes)
+    let sensor = Sensor::load(cfg.sensor.ring_buffer_bytes, cfg.sensor.attach)
         .map_err(|e| RunError::Unavailable(e.to_string()))?;
     let mut registry = Registry::default();
     metrics.register(&mut registry, sensor.kernel_stats());
@@ -102,6 +102,7 @@ pub async fn run(cfg: AgentConfig) -> Result<(), RunError> {
     let attached = sensor.attached();
     tracing::info!(
         programs = attached.programs,
+        attach = ?cfg.sensor.attach,
         missing = ?attached.missing,
         "eBPF sensor loaded and attached"
     );

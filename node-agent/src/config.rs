@@ -109,6 +109,22 @@ pub struct SensorConfig {
     pub ring_buffer_bytes: u32,
     /// Seconds between reads of the kernel's event and drop counters.
     pub stats_interval_secs: u64,
+    /// How the syscall programs attach: `raw` (two raw tracepoints, `raw_syscalls:sys_enter`
+    /// and `sys_exit`, dispatching on the syscall number in BPF) or `tracepoints` (one
+    /// `syscalls:sys_enter_*`/`sys_exit_*` tracepoint per syscall). See docs/sensor.md for which
+    /// is the default and why.
+    pub attach: SensorAttach,
+}
+
+/// How the sensor attaches its syscall programs (see [`SensorConfig::attach`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SensorAttach {
+    /// `raw_syscalls:sys_enter`/`sys_exit` raw tracepoints with an in-kernel dispatch.
+    #[default]
+    Raw,
+    /// One perf-event tracepoint per traced syscall.
+    Tracepoints,
 }
 
 /// Docker runtime settings.
@@ -160,6 +176,7 @@ impl Default for SensorConfig {
         Self {
             ring_buffer_bytes: 4 * 1024 * 1024,
             stats_interval_secs: 2,
+            attach: SensorAttach::default(),
         }
     }
 }

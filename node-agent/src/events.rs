@@ -64,6 +64,13 @@ pub struct Process<'a> {
     pub argv: Vec<&'a str>,
     /// Controlling terminal number, 0 for none.
     pub tty: u32,
+    /// Session id.
+    pub sid: u32,
+    /// Process group id.
+    pub pgid: u32,
+    /// Effective capability mask at exec, if known (Falco's `thread.cap_effective`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cap_effective: Option<u64>,
     /// Working directory, if known.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cwd: Option<&'a str>,
@@ -120,6 +127,9 @@ pub fn build<'a>(ev: &'a Enriched, node: &'a str) -> Event<'a> {
             exepath: &p.exepath,
             argv,
             tty: p.tty,
+            sid: p.sid,
+            pgid: p.pgid,
+            cap_effective: p.cap_effective,
             cwd: p.cwd.as_deref(),
             exe_upper_layer: p.exe_upper_layer,
             exe_from_memfd: p.exe_from_memfd,

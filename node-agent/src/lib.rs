@@ -14,6 +14,7 @@ pub mod events;
 pub mod identity;
 pub mod metrics;
 pub mod process;
+pub mod replay;
 pub mod response;
 pub mod runtime;
 pub mod safety;

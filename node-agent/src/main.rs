@@ -40,21 +40,75 @@ enum RulesCommand {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Convert a recorded events file (`events.output`, JSON lines; `-` for stdin) into the
+    /// rule engine's event form (one JSON object per line, Falco field names as keys), e.g. to
+    /// replay a real stream through the rules benchmark. Alerts and other lines are skipped.
+    ConvertEvents {
+        /// The recording.
+        file: PathBuf,
+    },
+}
+
+/// `rules convert-events`: returns the exit code.
+fn convert_events(file: &std::path::Path) -> i32 {
+    use std::io::{BufRead, Write};
+    let input: Box<dyn BufRead> = if file.as_os_str() == "-" {
+        Box::new(std::io::stdin().lock())
+    } else {
+        match std::fs::File::open(file) {
+            Ok(f) => Box::new(std::io::BufReader::new(f)),
+            Err(e) => {
+                eprintln!("brainbox-node-agent: {}: {e}", file.display());
+                return 1;
+            }
+        }
+    };
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut num = 0u64;
+    for (i, line) in input.lines().enumerate() {
+        let line = match line {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("brainbox-node-agent: {}: {e}", file.display());
+                return 1;
+            }
+        };
+        if line.trim().is_empty() {
+            continue;
+        }
+        match brainbox_node_agent::replay::engine_event(&line, num + 1) {
+            Ok(Some(ev)) => {
+                num += 1;
+                if writeln!(out, "{}", ev.to_json()).is_err() {
+                    return 1;
+                }
+            }
+            Ok(None) => {}
+            Err(e) => {
+                eprintln!("brainbox-node-agent: {}:{}: {e}", file.display(), i + 1);
+                return 1;
+            }
+        }
+    }
+    if out.flush().is_err() {
+        return 1;
+    }
+    0
 }
 
 fn main() {
     let cli = Cli::parse();
     // Rule tools run before the agent configuration is loaded: they must work anywhere.
-    if let Some(Command::Rules {
-        command: RulesCommand::Check { json, files },
-    }) = &cli.command
-    {
-        let code = brainbox_rules::check::run(
-            *json,
-            files,
-            &mut std::io::stdout(),
-            &mut std::io::stderr(),
-        );
+    if let Some(Command::Rules { command }) = &cli.command {
+        let code = match command {
+            RulesCommand::Check { json, files } => brainbox_rules::check::run(
+                *json,
+                files,
+                &mut std::io::stdout(),
+                &mut std::io::stderr(),
+            ),
+            RulesCommand::ConvertEvents { file } => convert_events(file),
+        };
         std::process::exit(code);
     }
     let cfg: AgentConfig = match brainbox_common::config::load(cli.config.as_deref()) {

@@ -47,8 +47,19 @@ fn burst_opens(events: &[Value], path: &str) -> usize {
 
 #[test]
 fn burst_of_openat_is_reported_exactly_once_each_with_zero_drops() {
+    burst("raw");
+}
+
+/// The same with the per-syscall tracepoints (`sensor.attach = tracepoints`).
+#[test]
+fn burst_is_reported_exactly_once_each_with_per_syscall_tracepoints() {
+    burst("tracepoints");
+}
+
+fn burst(attach: &str) {
     require::lab();
     let mut agent = Agent::start(&[
+        ("BRAINBOX_SENSOR__ATTACH", attach),
         ("BRAINBOX_EVENTS__SYSCALLS", "true"),
         // 16 MiB holds ~25k syscall records: far more than the burst.
         ("BRAINBOX_SENSOR__RING_BUFFER_BYTES", "16777216"),

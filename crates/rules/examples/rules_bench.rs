@@ -1,5 +1,5 @@
 //! Rule-evaluation benchmark: an event stream through the full upstream stable rule set, on one
-//! core, three ways in the same run:
+//! core, three ways in the same run, plus a baseline (the same loop with an empty rule set):
 //!
 //! * `compiled+dispatch` — the engine as the node agent uses it (event-type index),
 //! * `compiled, no dispatch` — the same compiled conditions, every rule tried on every event,
@@ -13,7 +13,9 @@
 //! ```
 //!
 //! Without `--events`, a deterministic synthetic stream is generated (see `synth_stream`); with
-//! it, a recorded stream of JSON lines in the `OwnedEvent` format is replayed.
+//! it, a recorded stream of JSON lines in the `OwnedEvent` format is replayed (a node agent
+//! recording converted by `brainbox-node-agent rules convert-events`; see bench/rules/run.sh).
+//! `--replay N` evaluates exactly N events per variant, looping over the stream.
 
 use brainbox_rules::naive::NaiveEngine;
 use brainbox_rules::{Capabilities, OwnedEvent, RuleSet};
@@ -262,11 +264,19 @@ struct Rate {
     per_wall_sec: f64,
 }
 
-/// Runs `f` over the stream repeatedly for at least `min` wall time; returns rates and the
-/// matches of one pass.
+/// How long a variant runs: at least this wall time, or exactly this many events (the stream
+/// replayed in a loop, the last pass cut short).
+#[derive(Clone, Copy)]
+enum Budget {
+    Time(Duration),
+    Events(usize),
+}
+
+/// Runs `f` over the stream repeatedly for the budget; returns rates and the matches of one
+/// pass.
 fn measure(
     events: &[OwnedEvent],
-    min: Duration,
+    budget: Budget,
     mut f: impl FnMut(&OwnedEvent) -> usize,
 ) -> (Rate, usize) {
     // Warm-up pass (also the match count).
@@ -274,11 +284,24 @@ fn measure(
     let cpu0 = thread_cpu_ns();
     let start = Instant::now();
     let mut n = 0usize;
-    while start.elapsed() < min {
-        for e in events {
-            black_box(f(black_box(e)));
+    match budget {
+        Budget::Time(min) => {
+            while start.elapsed() < min {
+                for e in events {
+                    black_box(f(black_box(e)));
+                }
+                n += events.len();
+            }
         }
-        n += events.len();
+        Budget::Events(total) => {
+            while n < total {
+                let take = (total - n).min(events.len());
+                for e in &events[..take] {
+                    black_box(f(black_box(e)));
+                }
+                n += take;
+            }
+        }
     }
     let wall = start.elapsed().as_secs_f64();
     let cpu = match (cpu0, thread_cpu_ns()) {
@@ -301,6 +324,8 @@ fn main() {
     let mut out = None;
     let mut secs = 3.0f64;
     let mut n_events = 4_096usize;
+    let mut replay = 0usize;
+    let mut label: Option<String> = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -310,6 +335,8 @@ fn main() {
             "--out" => out = args.next().map(PathBuf::from),
             "--seconds" => secs = args.next().and_then(|s| s.parse().ok()).unwrap_or(secs),
             "--count" => n_events = args.next().and_then(|s| s.parse().ok()).unwrap_or(n_events),
+            "--label" => label = args.next(),
+            "--replay" => replay = args.next().and_then(|s| s.parse().ok()).unwrap_or(replay),
             other => {
                 eprintln!("unknown argument {other}");
                 std::process::exit(2);
@@ -317,7 +344,7 @@ fn main() {
         }
     }
     let Some(rules) = rules else {
-        eprintln!("usage: rules_bench --rules falco_rules.yaml [--also override.yaml] [--events stream.jsonl] [--out result.json] [--seconds N] [--count N]");
+        eprintln!("usage: rules_bench --rules falco_rules.yaml [--also override.yaml] [--events stream.jsonl] [--out result.json] [--seconds N] [--count N] [--replay EVENTS]");
         std::process::exit(2);
     };
     let mut files = vec![rules];
@@ -331,7 +358,10 @@ fn main() {
                 .filter(|l| !l.trim().is_empty())
                 .map(|l| OwnedEvent::from_json(l).expect("event line"))
                 .collect();
-            (ev, format!("recorded: {}", p.display()))
+            let name = label
+                .clone()
+                .unwrap_or_else(|| format!("recorded: {}", p.display()));
+            (ev, name)
         }
         None => (
             synth_stream(n_events, 0x0b5e_55ed),
@@ -356,22 +386,57 @@ fn main() {
         assert_eq!(a, c, "naive interpreter disagrees for {}", e.to_json());
     }
 
-    let min = Duration::from_secs_f64(secs);
-    let (fast, m1) = measure(&events, min, |e| {
+    // --replay N: N events per compiled variant (the stream looped), a tenth of that for the
+    // naive interpreter, which is ten times slower; otherwise a fixed time per variant.
+    let (budget, naive_budget) = if replay > 0 {
+        (Budget::Events(replay), Budget::Events((replay / 10).max(1)))
+    } else {
+        let t = Budget::Time(Duration::from_secs_f64(secs));
+        (t, t)
+    };
+    let loadavg = || {
+        std::fs::read_to_string("/proc/loadavg")
+            .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+            .unwrap_or_default()
+    };
+    let loadavg_start = loadavg();
+    // Baseline: the same loop with an empty rule set (event-type dispatch finds no candidate),
+    // i.e. the cost of iterating the replayed events and the harness itself.
+    let empty = RuleSet::compile(&brainbox_rules::Definitions::new(), &caps).expect("empty set");
+    let (base, m0) = measure(&events, budget, |e| {
+        let mut n = 0;
+        empty.for_each_match(e, |_| n += 1);
+        n
+    });
+    assert_eq!(m0, 0);
+    let (fast, m1) = measure(&events, budget, |e| {
         let mut n = 0;
         rs.for_each_match(e, |_| n += 1);
         n
     });
-    let (nodisp, m2) = measure(&events, min, |e| {
+    let (nodisp, m2) = measure(&events, budget, |e| {
         let mut n = 0;
         rs.for_each_match_undispatched(e, |_| n += 1);
         n
     });
-    let (slow, m3) = measure(&events, min, |e| naive.count_matches(e));
+    let (slow, m3) = measure(&events, naive_budget, |e| naive.count_matches(e));
     assert_eq!((m1, m1), (m2, m3));
 
     let (fast_w, nodisp_w, slow_w) = (fast.per_wall_sec, nodisp.per_wall_sec, slow.per_wall_sec);
     let (fast, nodisp, slow) = (fast.per_cpu_sec, nodisp.per_cpu_sec, slow.per_cpu_sec);
+    let (base_w, base) = (base.per_wall_sec, base.per_cpu_sec);
+    // What the stream is made of, by event type.
+    let mut mix: std::collections::BTreeMap<&str, usize> = Default::default();
+    for e in &events {
+        *mix.entry(brainbox_rules::Event::event_type(e).name())
+            .or_default() += 1;
+    }
+    let budget_json = match budget {
+        Budget::Time(_) => json!({"seconds_per_variant": secs}),
+        Budget::Events(n) => json!({"events_per_variant": n, "events_naive_ast": (n / 10).max(1)}),
+    };
+    // Rule evaluation alone: the engine's time per event minus the empty-set loop's.
+    let rules_only_ns = (1e9 / fast - 1e9 / base).max(0.0);
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|s| {
@@ -389,12 +454,16 @@ fn main() {
         "stream": stream,
         "events": events.len(),
         "matches_per_pass": m1,
-        "seconds_per_variant": secs,
+        "event_types": mix,
+        "budget": budget_json,
         "threads": 1,
         "cpu": cpu,
         // Other builds share this machine; the ratios are measured in the same run.
-        "loadavg_at_end": std::fs::read_to_string("/proc/loadavg").map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" ")).unwrap_or_default(),
+        "loadavg_at_start": loadavg_start,
+        "loadavg_at_end": loadavg(),
+        "rules_only_ns_per_event": (rules_only_ns * 10.0).round() / 10.0,
         "results": {
+            "baseline_empty_rule_set": {"events_per_cpu_sec": base.round(), "ns_per_event": (1e9 / base * 10.0).round() / 10.0, "events_per_wall_sec": base_w.round()},
             "compiled_dispatch": {"events_per_cpu_sec": fast.round(), "ns_per_event": (1e9 / fast * 10.0).round() / 10.0, "events_per_wall_sec": fast_w.round()},
             "compiled_no_dispatch": {"events_per_cpu_sec": nodisp.round(), "ns_per_event": (1e9 / nodisp * 10.0).round() / 10.0, "events_per_wall_sec": nodisp_w.round()},
             "naive_ast": {"events_per_cpu_sec": slow.round(), "ns_per_event": (1e9 / slow * 10.0).round() / 10.0, "events_per_wall_sec": slow_w.round()},
@@ -410,6 +479,11 @@ fn main() {
     println!("| variant | events per CPU-second (1 core) | ns/event | vs naive | events per wall-second |");
     println!("|---|---:|---:|---:|---:|");
     for (name, v, w) in [
+        (
+            "baseline: empty rule set (iterate + dispatch)",
+            base,
+            base_w,
+        ),
         ("compiled + evt.type dispatch", fast, fast_w),
         ("compiled, no dispatch", nodisp, nodisp_w),
         ("naive AST interpreter", slow, slow_w),

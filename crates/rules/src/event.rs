@@ -445,6 +445,15 @@ impl OwnedEvent {
         self
     }
 
+    /// Sets the executable paths of the process and its ancestors (`proc.aexepath[0..]`).
+    pub fn set_ancestor_exepaths(&mut self, own: &str, ancestors: &[&str]) -> &mut Self {
+        self.aexepaths = std::iter::once(own)
+            .chain(ancestors.iter().copied())
+            .map(str::to_owned)
+            .collect();
+        self
+    }
+
     /// Parses one JSON object: field names as keys; `proc.aname` as an array (self first or
     /// parent first, see below), `evt.arg.<name>` keys for arguments.
     ///
@@ -508,22 +517,30 @@ impl OwnedEvent {
                 }
                 key => {
                     let field = Field::by_name(key).ok_or_else(|| bad("unknown field"))?;
-                    let value = match (field.info().ty, val) {
-                        (FieldType::Str, serde_json::Value::String(s)) => {
-                            Value::Str(Cow::Owned(s.clone()))
-                        }
-                        (FieldType::Int, serde_json::Value::Number(n)) => {
-                            Value::Int(n.as_i64().ok_or_else(|| bad("not an integer"))?)
-                        }
-                        (FieldType::Bool, serde_json::Value::Bool(b)) => Value::Bool(*b),
-                        (FieldType::Ip, serde_json::Value::String(s)) => {
-                            Value::Ip(s.parse().map_err(|_| bad("not an IP address"))?)
-                        }
-                        (t, _) => return Err(bad(&format!("expected a {t}"))),
+                    let ty = field.info().ty;
+                    let value = match val {
+                        // Several values (`fd.ip` of a connection: both endpoints; `evt.dir`).
+                        serde_json::Value::Array(items) => Value::List(
+                            items
+                                .iter()
+                                .map(|x| {
+                                    json_scalar(ty, x)
+                                        .ok_or_else(|| bad(&format!("expected {t}s", t = ty)))
+                                })
+                                .collect::<Result<_, _>>()?,
+                        ),
+                        x => json_scalar(ty, x).ok_or_else(|| bad(&format!("expected a {ty}")))?,
                     };
                     ev.set(field, value);
                 }
             }
+        }
+        // `proc.aexepath[0]` is the process itself.
+        if !ev.aexepaths.is_empty() {
+            ev.aexepaths[0] = match ev.get(Field::ProcExepath) {
+                Some(Value::Str(s)) => s.to_string(),
+                _ => String::new(),
+            };
         }
         Ok(ev)
     }
@@ -541,14 +558,15 @@ impl OwnedEvent {
                 Value::Int(i) => (*i).into(),
                 Value::Bool(b) => (*b).into(),
                 Value::Ip(ip) => ip.to_string().into(),
-                Value::List(_) => continue,
+                Value::List(l) => l.iter().filter_map(scalar_json).collect(),
             };
             m.insert(f.name().into(), j);
         }
         if self.anames.len() > 1 {
             m.insert("proc.anames".into(), self.anames[1..].to_vec().into());
         }
-        if self.aexepaths.len() > 1 {
+        // Written even when empty beyond self, so `proc.aexepath[0]` survives a round trip.
+        if !self.aexepaths.is_empty() {
             m.insert("proc.aexepaths".into(), self.aexepaths[1..].to_vec().into());
         }
         for (n, v) in &self.args {
@@ -574,6 +592,28 @@ impl OwnedEvent {
             }
         }
     }
+}
+
+/// A JSON scalar as a value of type `ty`; `None` if it has the wrong JSON type.
+fn json_scalar(ty: FieldType, v: &serde_json::Value) -> Option<Value<'static>> {
+    Some(match (ty, v) {
+        (FieldType::Str, serde_json::Value::String(s)) => Value::Str(Cow::Owned(s.clone())),
+        (FieldType::Int, serde_json::Value::Number(n)) => Value::Int(n.as_i64()?),
+        (FieldType::Bool, serde_json::Value::Bool(b)) => Value::Bool(*b),
+        (FieldType::Ip, serde_json::Value::String(s)) => Value::Ip(s.parse().ok()?),
+        _ => return None,
+    })
+}
+
+/// The JSON form of a scalar value (`None` for a nested list, which no field produces).
+fn scalar_json(v: &Value<'_>) -> Option<serde_json::Value> {
+    Some(match v {
+        Value::Str(s) => serde_json::Value::from(s.as_ref()),
+        Value::Int(i) => (*i).into(),
+        Value::Bool(b) => (*b).into(),
+        Value::Ip(ip) => ip.to_string().into(),
+        Value::List(_) => return None,
+    })
 }
 
 impl PartialEq for OwnedEvent {
@@ -647,5 +687,25 @@ mod tests {
         );
         let again = OwnedEvent::from_json_value(&ev.to_json()).unwrap();
         assert_eq!(ev, again);
+    }
+
+    #[test]
+    fn list_values_and_ancestor_paths_round_trip() {
+        let text = r#"{"evt.type":"connect","fd.ip":["172.17.0.2","10.0.0.1"],"fd.port":[40000,443],"evt.dir":[">","<"],"proc.exepath":"/bin/nc","proc.aexepaths":["/bin/sh"]}"#;
+        let ev = OwnedEvent::from_json(text).unwrap();
+        assert_eq!(
+            ev.field(Field::FdIp, &FieldArg::None),
+            Some(Value::List(vec![
+                Value::Ip("172.17.0.2".parse().unwrap()),
+                Value::Ip("10.0.0.1".parse().unwrap())
+            ]))
+        );
+        assert_eq!(
+            ev.field(Field::ProcAexepath, &FieldArg::Index(0)),
+            Some(Value::Str("/bin/nc".into()))
+        );
+        let again = OwnedEvent::from_json_value(&ev.to_json()).unwrap();
+        assert_eq!(ev, again);
+        assert!(OwnedEvent::from_json(r#"{"evt.type":"connect","fd.ip":["x"]}"#).is_err());
     }
 }

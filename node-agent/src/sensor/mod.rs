@@ -3,10 +3,13 @@
 
 pub mod decode;
 
-use crate::metrics::{AgentMetrics, KindLabel, PerKind};
+use crate::{
+    config::SensorAttach,
+    metrics::{AgentMetrics, KindLabel, PerKind},
+};
 use aya::{
     maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf},
-    programs::TracePoint,
+    programs::{RawTracePoint, TracePoint},
     Ebpf, EbpfLoader,
 };
 use brainbox_ebpf_common::{
@@ -29,21 +32,28 @@ use tokio::{io::unix::AsyncFd, sync::mpsc};
 /// The compiled eBPF object, built by `build.rs`.
 static BPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/sensor.bpf.o"));
 
+/// Raw tracepoint programs of the `raw` attach mode, as (program, tracepoint).
+const RAW_PROGRAMS: [(&str, &str); 2] =
+    [("raw_sys_enter", "sys_enter"), ("raw_sys_exit", "sys_exit")];
+
 /// Tracepoints the sensor attaches, as (program, category, name, required). A required one that
 /// fails stops the agent; an optional one (a syscall this kernel lacks, such as `openat2` on old
-/// kernels or `init_module` on kernels without modules) is logged and reported as missing.
-fn tracepoints() -> Vec<(String, &'static str, String, bool)> {
+/// kernels or `init_module` on kernels without modules) is logged and reported as missing. In
+/// `raw` mode the syscalls are covered by [`RAW_PROGRAMS`] instead.
+fn tracepoints(attach: SensorAttach) -> Vec<(String, &'static str, String, bool)> {
     let mut v = vec![];
-    for name in ["execve", "execveat"] {
-        for dir in ["enter", "exit"] {
-            let tp = format!("sys_{dir}_{name}");
-            v.push((tp.clone(), "syscalls", tp, true));
+    if attach == SensorAttach::Tracepoints {
+        for name in ["execve", "execveat"] {
+            for dir in ["enter", "exit"] {
+                let tp = format!("sys_{dir}_{name}");
+                v.push((tp.clone(), "syscalls", tp, true));
+            }
         }
-    }
-    for sc in Sc::ALL {
-        for dir in ["enter", "exit"] {
-            let tp = format!("sys_{dir}_{}", sc.name());
-            v.push((tp.clone(), "syscalls", tp, false));
+        for sc in Sc::ALL {
+            for dir in ["enter", "exit"] {
+                let tp = format!("sys_{dir}_{}", sc.name());
+                v.push((tp.clone(), "syscalls", tp, false));
+            }
         }
     }
     for tp in ["sched_process_fork", "sched_process_exit"] {
@@ -128,8 +138,9 @@ pub struct Sensor {
 }
 
 impl Sensor {
-    /// Loads the object, sizes the ring buffer, and attaches every tracepoint.
-    pub fn load(ring_buffer_bytes: u32) -> Result<Self, SensorError> {
+    /// Loads the object, sizes the ring buffer, and attaches the syscall programs the way
+    /// `attach` says plus the process lifecycle tracepoints.
+    pub fn load(ring_buffer_bytes: u32, attach: SensorAttach) -> Result<Self, SensorError> {
         let uid = nix::unistd::geteuid().as_raw();
         if uid != 0 {
             return Err(SensorError::NotRoot(uid));
@@ -144,7 +155,28 @@ impl Sensor {
             .load(BPF_OBJECT)
             .map_err(|e| SensorError::Load(Box::new(e)))?;
         let mut attached = Attached::default();
-        for (program, category, name, required) in tracepoints() {
+        if attach == SensorAttach::Raw {
+            for (program, tp) in RAW_PROGRAMS {
+                let err = |source| SensorError::Program {
+                    program: program.to_string(),
+                    category: "raw_syscalls".to_string(),
+                    name: tp.to_string(),
+                    source: Box::new(source),
+                };
+                let prog: &mut RawTracePoint = bpf
+                    .program_mut(program)
+                    .ok_or_else(|| SensorError::Map {
+                        map: "programs",
+                        reason: format!("program {program} missing from the object"),
+                    })?
+                    .try_into()
+                    .map_err(err)?;
+                prog.load().map_err(err)?;
+                prog.attach(tp).map_err(err)?;
+                attached.programs += 1;
+            }
+        }
+        for (program, category, name, required) in tracepoints(attach) {
             let err = |source| SensorError::Program {
                 program: program.clone(),
                 category: category.to_string(),

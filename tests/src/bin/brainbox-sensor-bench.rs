@@ -8,8 +8,12 @@
 //! watched container with the agent running, (c) in an unwatched container with the agent
 //! running; alternating rounds, medians and ratios against (a).
 //!
+//! Both are measured for each sensor attach mode (`sensor.attach`: `raw` = two raw syscall
+//! tracepoints with an in-kernel dispatch, `tracepoints` = one tracepoint per syscall) in the
+//! same run; overhead rounds run every mode against the same baseline runs.
+//!
 //! brainbox-sensor-bench [--out FILE] [--ops N] [--rate R] [--threads T] [--ring-mib M]
-//!                       [--loop-ops N] [--rounds K]
+//!                       [--loop-ops N] [--rounds K] [--attach raw,tracepoints]
 
 use anyhow::{bail, Context, Result};
 use brainbox_lab::{
@@ -30,17 +34,19 @@ struct Opts {
     ring_mib: u32,
     loop_ops: u64,
     rounds: usize,
+    attach: Vec<String>,
 }
 
 fn parse() -> Result<Opts> {
     let mut o = Opts {
         out: "bench/results/sensor.json".into(),
         ops: 3_000_000,
-        rate: 300_000,
+        rate: 330_000,
         threads: 2,
         ring_mib: 16,
         loop_ops: 200_000,
-        rounds: 5,
+        rounds: 7,
+        attach: vec!["raw".into(), "tracepoints".into()],
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -55,6 +61,7 @@ fn parse() -> Result<Opts> {
             "--ring-mib" => o.ring_mib = v.parse()?,
             "--loop-ops" => o.loop_ops = v.parse()?,
             "--rounds" => o.rounds = v.parse()?,
+            "--attach" => o.attach = v.split(',').map(str::to_owned).collect(),
             _ => bail!("unknown flag {flag}"),
         }
     }
@@ -169,10 +176,11 @@ fn status_kib(pid: u32, field: &str) -> Result<u64> {
         .with_context(|| format!("{field} missing from /proc/{pid}/status"))
 }
 
-fn start_agent(ring_bytes: u32, wait_for: &[&Container]) -> Result<Agent> {
+fn start_agent(ring_bytes: u32, attach: &str, wait_for: &[&Container]) -> Result<Agent> {
     let ring = ring_bytes.to_string();
     let mut agent = Agent::start(&[
         ("BRAINBOX_SENSOR__RING_BUFFER_BYTES", ring.as_str()),
+        ("BRAINBOX_SENSOR__ATTACH", attach),
         ("BRAINBOX_SENSOR__STATS_INTERVAL_SECS", "1"),
         ("BRAINBOX_LOG__LEVEL", "warn,brainbox_node_agent=info"),
     ])?;
@@ -182,8 +190,9 @@ fn start_agent(ring_bytes: u32, wait_for: &[&Container]) -> Result<Agent> {
     Ok(agent)
 }
 
-/// eBPF programs attached to `sys_enter_openat` right now (any sensor instance, ours or another
-/// agent's on this machine): a "no agent" baseline is only one if this is 0.
+/// Sensor syscall programs loaded right now (`sys_enter_openat` or the raw `sys_enter` one; any
+/// sensor instance, ours or another agent's on this machine): a "no agent" baseline is only one
+/// if this is 0.
 fn openat_programs() -> usize {
     std::process::Command::new("bpftool")
         .args(["prog", "show"])
@@ -191,7 +200,7 @@ fn openat_programs() -> usize {
         .map(|o| {
             String::from_utf8_lossy(&o.stdout)
                 .lines()
-                .filter(|l| l.contains("name sys_enter_opena"))
+                .filter(|l| l.contains("name sys_enter_opena") || l.contains("name raw_sys_enter"))
                 .count()
         })
         .unwrap_or(0)
@@ -207,12 +216,12 @@ fn median(v: &mut [f64]) -> f64 {
     }
 }
 
-fn throughput(o: &Opts, watched: &Container) -> Result<Value> {
+fn throughput(o: &Opts, attach: &str, watched: &Container) -> Result<Value> {
     let ring_bytes = o.ring_mib * 1024 * 1024;
     // Baseline: what the same generator settings reach with no sensor attached at all.
     let base = load(watched, (o.ops / 5).max(1), o.threads, Some(o.rate))?;
     let base_rate = base["ops_per_sec"].as_f64().unwrap_or(0.0);
-    let agent = start_agent(ring_bytes, &[watched])?;
+    let agent = start_agent(ring_bytes, attach, &[watched])?;
     let addr = agent.metrics_addr()?;
     let pid = agent.pid();
     // Let start-up work (rule compilation, the initial /proc scan) finish before measuring.
@@ -283,8 +292,9 @@ fn throughput(o: &Opts, watched: &Container) -> Result<Value> {
 
 fn overhead(o: &Opts, watched: &Container, unwatched: &Container) -> Result<Value> {
     let mut off = vec![];
-    let mut on = vec![];
-    let mut other = vec![];
+    let modes = o.attach.len();
+    let mut on = vec![vec![]; modes];
+    let mut other = vec![vec![]; modes];
     let mut foreign = vec![];
     let run = |c: &Container| -> Result<f64> {
         load(c, o.loop_ops, 1, None)?["ops_per_sec"]
@@ -300,45 +310,59 @@ fn overhead(o: &Opts, watched: &Container, unwatched: &Container) -> Result<Valu
             foreign.push(openat_programs());
             off.push(run(watched)?);
         }
-        {
-            let agent = start_agent(4 * 1024 * 1024, &[watched])?;
-            on.push(run(watched)?);
-            other.push(run(unwatched)?);
+        // Modes in a rotating order too.
+        for k in 0..modes {
+            let m = (k + round) % modes;
+            let agent = start_agent(4 * 1024 * 1024, &o.attach[m], &[watched])?;
+            on[m].push(run(watched)?);
+            other[m].push(run(unwatched)?);
             drop(agent);
         }
         if agent_first {
             foreign.push(openat_programs());
             off.push(run(watched)?);
         }
+        let per_mode: Vec<String> = (0..modes)
+            .map(|m| {
+                format!(
+                    "{}: watched {:.0}/s, unwatched {:.0}/s",
+                    o.attach[m], on[m][round], other[m][round]
+                )
+            })
+            .collect();
         eprintln!(
-            "round {}: no agent {:.0}/s, agent+watched {:.0}/s, agent+unwatched {:.0}/s",
+            "round {}: no agent {:.0}/s; {}",
             round + 1,
             off[round],
-            on[round],
-            other[round]
+            per_mode.join("; ")
         );
     }
     let m_off = median(&mut off.clone());
-    let m_on = median(&mut on.clone());
-    let m_other = median(&mut other.clone());
-    Ok(json!({
+    let mut result = json!({
         "ops_per_run": o.loop_ops,
         "rounds": o.rounds,
         // Other sensors (other agents on this machine) attached during each no-agent run.
-        "foreign_openat_programs_during_baseline": foreign,
+        "foreign_sensor_programs_during_baseline": foreign,
         "no_agent_ops_per_sec": off,
-        "agent_watched_ops_per_sec": on,
-        "agent_unwatched_ops_per_sec": other,
         "median_no_agent_ops_per_sec": m_off,
-        "median_agent_watched_ops_per_sec": m_on,
-        "median_agent_unwatched_ops_per_sec": m_other,
-        "watched_over_baseline_ratio": m_on / m_off,
-        "watched_slowdown_pct": (1.0 - m_on / m_off) * 100.0,
-        "unwatched_over_baseline_ratio": m_other / m_off,
-        "unwatched_slowdown_pct": (1.0 - m_other / m_off) * 100.0,
-        "goal_3pct_watched_met": m_on / m_off >= 0.97,
-        "goal_3pct_unwatched_met": m_other / m_off >= 0.97,
-    }))
+    });
+    for m in 0..modes {
+        let m_on = median(&mut on[m].clone());
+        let m_other = median(&mut other[m].clone());
+        result[o.attach[m].as_str()] = json!({
+            "agent_watched_ops_per_sec": on[m],
+            "agent_unwatched_ops_per_sec": other[m],
+            "median_agent_watched_ops_per_sec": m_on,
+            "median_agent_unwatched_ops_per_sec": m_other,
+            "watched_over_baseline_ratio": m_on / m_off,
+            "watched_slowdown_pct": (1.0 - m_on / m_off) * 100.0,
+            "unwatched_over_baseline_ratio": m_other / m_off,
+            "unwatched_slowdown_pct": (1.0 - m_other / m_off) * 100.0,
+            "goal_3pct_watched_met": m_on / m_off >= 0.97,
+            "goal_3pct_unwatched_met": m_other / m_off >= 0.97,
+        });
+    }
+    Ok(result)
 }
 
 fn main() -> Result<()> {
@@ -347,14 +371,20 @@ fn main() -> Result<()> {
     let watched = container(&unique("bench-watched"), true)?;
     let unwatched = container(&unique("bench-unwatched"), false)?;
     let started = Instant::now();
+    let load_start = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     let over = overhead(&o, &watched, &unwatched)?;
-    let thr = throughput(&o, &watched)?;
+    let mut thr = json!({});
+    for mode in &o.attach {
+        thr[mode.as_str()] = throughput(&o, mode, &watched)?;
+    }
     let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     let result = json!({
         "bench": "sensor",
         "host_cpus": cpus,
+        "host_loadavg_at_start": load_start.split_whitespace().take(3).collect::<Vec<_>>().join(" "),
         "host_loadavg_at_end": load.split_whitespace().take(3).collect::<Vec<_>>().join(" "),
+        "attach_modes": o.attach,
         "kernel": std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim(),
         "wall_secs": started.elapsed().as_secs_f64(),
         "throughput": thr,

@@ -1,20 +1,32 @@
 //! brainbox-guard's kernel side: tracepoint programs that report what watched containers do.
 //!
-//! Filtering happens here, first thing: a process whose cgroup v2 id is not in `WATCHED` costs one
-//! hash lookup and nothing else. Events go to one ring buffer; every emit and every drop is
+//! Two ways to attach, chosen by user space (`sensor.attach`):
+//!
+//! * `raw` (default): two raw tracepoints, `raw_syscalls:sys_enter`/`sys_exit`, that dispatch on
+//!   the syscall number in BPF (as Falco's modern probe and Tetragon do). A syscall we do not
+//!   trace costs a few compares; a traced one from an unwatched cgroup one more hash lookup.
+//!   Syscalls other than exec are captured whole at exit, straight into the ring buffer.
+//! * `tracepoints`: one `syscalls:sys_enter_*`/`sys_exit_*` perf-event tracepoint per syscall;
+//!   the kernel builds a trace record for every enabled syscall before the program runs.
+//!
+//! Both put every task of the host on the syscall-tracing slow path while attached (see
+//! docs/sensor.md: fentry/fexit trampolines would not, but this kernel refuses them).
+//!
+//! Filtering by cgroup happens first thing: a process whose cgroup v2 id is not in `WATCHED`
+//! costs one hash lookup and nothing else. Events go to one ring buffer; every emit and every drop is
 //! counted per kind in `STATS` so user space can export drops instead of hiding them.
 #![no_std]
 #![no_main]
 
 use aya_ebpf::{
     helpers::{
-        bpf_get_current_cgroup_id, bpf_get_current_pid_tgid, bpf_get_current_uid_gid,
-        bpf_get_smp_processor_id, bpf_ktime_get_boot_ns, bpf_probe_read_user,
-        bpf_probe_read_user_str_bytes,
+        bpf_get_current_cgroup_id, bpf_get_current_pid_tgid, bpf_get_current_task,
+        bpf_get_current_uid_gid, bpf_get_smp_processor_id, bpf_ktime_get_boot_ns,
+        bpf_probe_read_kernel, bpf_probe_read_user, bpf_probe_read_user_str_bytes,
     },
-    macros::{map, tracepoint},
+    macros::{map, raw_tracepoint, tracepoint},
     maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
-    programs::TracePointContext,
+    programs::{RawTracePointContext, TracePointContext},
 };
 use aya_ebpf::helpers::bpf_probe_read_user_buf;
 use brainbox_ebpf_common::{
@@ -103,7 +115,10 @@ const SYS_EXIT_RET: usize = 16;
 #[tracepoint]
 pub fn sys_enter_execve(ctx: TracePointContext) -> u32 {
     if watched() {
-        exec_enter(&ctx, EXECVE_FILENAME, EXECVE_ARGV, 0);
+        // SAFETY: reading the tracepoint record at offsets taken from its format file.
+        let filename: u64 = unsafe { ctx.read_at(EXECVE_FILENAME) }.unwrap_or(0);
+        let argv: u64 = unsafe { ctx.read_at(EXECVE_ARGV) }.unwrap_or(0);
+        exec_enter(filename, argv, 0, 0);
     }
     0
 }
@@ -111,25 +126,31 @@ pub fn sys_enter_execve(ctx: TracePointContext) -> u32 {
 #[tracepoint]
 pub fn sys_enter_execveat(ctx: TracePointContext) -> u32 {
     if watched() {
-        exec_enter(&ctx, EXECVEAT_FILENAME, EXECVEAT_ARGV, ExecFlags::EXECVEAT);
+        // SAFETY: as above (execveat's fd is its first argument).
+        let dirfd: u64 = unsafe { ctx.read_at(16) }.unwrap_or(0);
+        let filename: u64 = unsafe { ctx.read_at(EXECVEAT_FILENAME) }.unwrap_or(0);
+        let argv: u64 = unsafe { ctx.read_at(EXECVEAT_ARGV) }.unwrap_or(0);
+        exec_enter(filename, argv, dirfd as u32, ExecFlags::EXECVEAT);
     }
     0
 }
 
 #[tracepoint]
 pub fn sys_exit_execve(ctx: TracePointContext) -> u32 {
-    exec_exit(&ctx);
+    // SAFETY: reading the tracepoint record at the offset from its format file.
+    exec_exit(unsafe { ctx.read_at(SYS_EXIT_RET) }.unwrap_or(-1));
     0
 }
 
 #[tracepoint]
 pub fn sys_exit_execveat(ctx: TracePointContext) -> u32 {
-    exec_exit(&ctx);
+    // SAFETY: as above.
+    exec_exit(unsafe { ctx.read_at(SYS_EXIT_RET) }.unwrap_or(-1));
     0
 }
 
 #[inline(always)]
-fn exec_enter(ctx: &TracePointContext, filename_off: usize, argv_off: usize, flags: u32) {
+fn exec_enter(filename: u64, argv: u64, dirfd: u32, flags: u32) {
     let Some(ev) = SCRATCH_EXEC.get_ptr_mut(0) else {
         count(EventKind::Exec, Stat::Dropped);
         return;
@@ -140,15 +161,9 @@ fn exec_enter(ctx: &TracePointContext, filename_off: usize, argv_off: usize, fla
     ev.ret = 0;
     ev.argc = 0;
     ev.flags = flags;
-    ev.dirfd = 0;
-    if flags & ExecFlags::EXECVEAT != 0 {
-        // SAFETY: reading the tracepoint record (execveat's fd is its first argument).
-        ev.dirfd = unsafe { ctx.read_at::<u64>(16) }.unwrap_or(0) as u32;
-    }
-
-    // SAFETY: reading the tracepoint record at offsets taken from its format file.
-    let filename: *const u8 = unsafe { ctx.read_at(filename_off) }.unwrap_or(core::ptr::null());
-    let argv: *const *const u8 = unsafe { ctx.read_at(argv_off) }.unwrap_or(core::ptr::null());
+    ev.dirfd = dirfd;
+    let filename = filename as *const u8;
+    let argv = argv as *const *const u8;
 
     // SAFETY: user pointers are only read through the probe-read helpers.
     match unsafe { bpf_probe_read_user_str_bytes(filename, &mut ev.filename) } {
@@ -194,13 +209,11 @@ fn exec_enter(ctx: &TracePointContext, filename_off: usize, argv_off: usize, fla
 }
 
 #[inline(always)]
-fn exec_exit(ctx: &TracePointContext) {
+fn exec_exit(ret: i64) {
     let tid = bpf_get_current_pid_tgid();
     let Some(ev) = PENDING_EXEC.get_ptr_mut(&tid) else {
         return;
     };
-    // SAFETY: reading the tracepoint record at the offset from its format file.
-    let ret: i64 = unsafe { ctx.read_at(SYS_EXIT_RET) }.unwrap_or(-1);
     if ret == 0 {
         // SAFETY: the map value stays valid until we remove it below.
         let ev = unsafe { &mut *ev };
@@ -258,16 +271,23 @@ fn read_addr(ptr: u64, len: u64, ev: &mut SyscallEvent) {
 }
 
 #[inline(always)]
-fn sc_enter(ctx: &TracePointContext, sc: Sc, p1: usize, p2: usize, addr: usize) {
-    if !watched() {
-        return;
-    }
+fn sc_enter(sc: Sc, p1: usize, p2: usize, addr: usize, arg: impl Fn(usize) -> u64) {
     let Some(ev) = SCRATCH_SC.get_ptr_mut(0) else {
         count_sc(sc as u32, Stat::Dropped);
         return;
     };
     // SAFETY: the per-CPU scratch slot is ours for the duration of this program.
     let ev = unsafe { &mut *ev };
+    fill_sc(ev, sc, p1, p2, addr, arg);
+    let tid = bpf_get_current_pid_tgid();
+    if PENDING_SC.insert(&tid, ev, 0).is_err() {
+        count_sc(sc as u32, Stat::Dropped);
+    }
+}
+
+/// Writes every field of a syscall event but `ret`: header, raw arguments, paths, address.
+#[inline(always)]
+fn fill_sc(ev: &mut SyscallEvent, sc: Sc, p1: usize, p2: usize, addr: usize, arg: impl Fn(usize) -> u64) {
     ev.hdr = header(EventKind::Syscall);
     ev.sc = sc as u32;
     ev.flags = 0;
@@ -276,22 +296,28 @@ fn sc_enter(ctx: &TracePointContext, sc: Sc, p1: usize, p2: usize, addr: usize) 
     ev._pad = 0;
     let mut i = 0;
     while i < 6 {
-        // SAFETY: reading the tracepoint record at the offsets of its format file.
-        ev.args[i] = unsafe { ctx.read_at::<u64>(arg_off(i)) }.unwrap_or(0);
+        ev.args[i] = arg(i);
         i += 1;
     }
-    if p1 != NONE && read_path(ev.args[p1], &mut ev.path1) {
-        ev.flags |= SyscallFlags::PATH1_CUT;
-    } else if p1 == NONE {
-        ev.path1[0] = 0;
+    // `p1`, `p2` and `addr` are argument indices (or NONE); `get` keeps the verifier sure of it.
+    match ev.args.get(p1) {
+        Some(&ptr) => {
+            if read_path(ptr, &mut ev.path1) {
+                ev.flags |= SyscallFlags::PATH1_CUT;
+            }
+        }
+        None => ev.path1[0] = 0,
     }
-    if p2 != NONE && read_path(ev.args[p2], &mut ev.path2) {
-        ev.flags |= SyscallFlags::PATH2_CUT;
-    } else if p2 == NONE {
-        ev.path2[0] = 0;
+    match ev.args.get(p2) {
+        Some(&ptr) => {
+            if read_path(ptr, &mut ev.path2) {
+                ev.flags |= SyscallFlags::PATH2_CUT;
+            }
+        }
+        None => ev.path2[0] = 0,
     }
-    if addr != NONE {
-        read_addr(ev.args[addr], ev.args[addr + 1], ev);
+    if let (Some(&ptr), Some(&len)) = (ev.args.get(addr), ev.args.get(addr.wrapping_add(1))) {
+        read_addr(ptr, len, ev);
     }
     if matches!(sc, Sc::Openat2) {
         // struct open_how { u64 flags; u64 mode; u64 resolve; }: keep flags and mode.
@@ -300,21 +326,43 @@ fn sc_enter(ctx: &TracePointContext, sc: Sc, p1: usize, p2: usize, addr: usize) 
         ev.args[2] = unsafe { bpf_probe_read_user::<u64>(how as *const u64) }.unwrap_or(0);
         ev.args[3] = unsafe { bpf_probe_read_user::<u64>((how + 8) as *const u64) }.unwrap_or(0);
     }
-    let tid = bpf_get_current_pid_tgid();
-    if PENDING_SC.insert(&tid, ev, 0).is_err() {
+}
+
+/// `raw` mode: the whole event at syscall exit, built in place in the ring buffer. The arguments
+/// are still in the saved registers and the paths still in the caller's memory, so there is no
+/// entry program, no in-flight map and no copy. (Like Falco's modern probe, paths are read after
+/// the call: a racing thread could rewrite the buffer in between; the entry read had that window
+/// too, only shorter.)
+#[inline(always)]
+fn sc_at_exit(sc: Sc, p1: usize, p2: usize, addr: usize, ret: i64, arg: impl Fn(usize) -> u64) {
+    let Some(mut entry) = EVENTS.reserve::<SyscallEvent>(0) else {
         count_sc(sc as u32, Stat::Dropped);
+        return;
+    };
+    // SAFETY: ring buffer memory reserved for us; `fill_sc` and the line below write every field
+    // user space reads (paths and the address only up to their terminator / `addr_len`).
+    let ev = unsafe { &mut *entry.as_mut_ptr() };
+    fill_sc(ev, sc, p1, p2, addr, arg);
+    ev.ret = ret;
+    if (sc as u32 == Sc::Accept as u32 || sc as u32 == Sc::Accept4 as u32) && ret >= 0 {
+        // The peer address was written by the call; its length is *args[2].
+        let len = unsafe { bpf_probe_read_user::<u32>(ev.args[2] as *const u32) }.unwrap_or(0);
+        let ptr = ev.args[1];
+        read_addr(ptr, len as u64, ev);
     }
+    entry.submit(0);
+    count_sc(sc as u32, Stat::Emitted);
 }
 
 #[inline(always)]
-fn sc_exit(ctx: &TracePointContext) {
+fn sc_exit(ret: i64) {
     let tid = bpf_get_current_pid_tgid();
     let Some(ev) = PENDING_SC.get_ptr_mut(&tid) else {
         return;
     };
     // SAFETY: the map value stays valid until we remove it below.
     let ev = unsafe { &mut *ev };
-    ev.ret = unsafe { ctx.read_at::<i64>(SYS_EXIT_RET) }.unwrap_or(-1);
+    ev.ret = ret;
     if (ev.sc == Sc::Accept as u32 || ev.sc == Sc::Accept4 as u32) && ev.ret >= 0 {
         // The peer address is written by the kernel during the call; its length is *args[2].
         let len = unsafe { bpf_probe_read_user::<u32>(ev.args[2] as *const u32) }.unwrap_or(0);
@@ -329,64 +377,151 @@ fn sc_exit(ctx: &TracePointContext) {
     let _ = PENDING_SC.remove(&tid);
 }
 
-/// Defines the enter and exit tracepoint programs of one syscall: which argument is the first
-/// path, the second path, and the socket address (followed by its length).
-macro_rules! syscall {
-    ($enter:ident, $exit:ident, $sc:expr, $p1:expr, $p2:expr, $addr:expr) => {
-        #[tracepoint]
-        pub fn $enter(ctx: TracePointContext) -> u32 {
-            sc_enter(&ctx, $sc, $p1, $p2, $addr);
-            0
-        }
-        #[tracepoint]
-        pub fn $exit(ctx: TracePointContext) -> u32 {
-            sc_exit(&ctx);
-            0
+/// Defines, for each traced syscall, the enter and exit tracepoint programs (`tracepoints`
+/// mode) and its row in `classify` (`raw` mode): the x86_64 syscall number, which argument is the
+/// first path, the second path, and the socket address (followed by its length).
+macro_rules! syscalls {
+    ($(($enter:ident, $exit:ident, $sc:expr, $nr:literal, $p1:expr, $p2:expr, $addr:expr)),* $(,)?) => {
+        $(
+            #[tracepoint]
+            pub fn $enter(ctx: TracePointContext) -> u32 {
+                if watched() {
+                    // SAFETY: reading the tracepoint record at the offsets of its format file.
+                    sc_enter($sc, $p1, $p2, $addr, |i| unsafe { ctx.read_at::<u64>(arg_off(i)) }.unwrap_or(0));
+                }
+                0
+            }
+            #[tracepoint]
+            pub fn $exit(ctx: TracePointContext) -> u32 {
+                // SAFETY: as above.
+                sc_exit(unsafe { ctx.read_at::<i64>(SYS_EXIT_RET) }.unwrap_or(-1));
+                0
+            }
+        )*
+
+        /// What to capture for x86_64 syscall `nr`, or `None` for a syscall we do not trace.
+        #[inline(always)]
+        fn classify(nr: i64) -> Option<(Sc, usize, usize, usize)> {
+            match nr {
+                $($nr => Some(($sc, $p1, $p2, $addr)),)*
+                _ => None,
+            }
         }
     };
 }
 
-syscall!(sys_enter_open, sys_exit_open, Sc::Open, 0, NONE, NONE);
-syscall!(sys_enter_openat, sys_exit_openat, Sc::Openat, 1, NONE, NONE);
-syscall!(sys_enter_openat2, sys_exit_openat2, Sc::Openat2, 1, NONE, NONE);
-syscall!(sys_enter_connect, sys_exit_connect, Sc::Connect, NONE, NONE, 1);
-syscall!(sys_enter_accept, sys_exit_accept, Sc::Accept, NONE, NONE, NONE);
-syscall!(sys_enter_accept4, sys_exit_accept4, Sc::Accept4, NONE, NONE, NONE);
-syscall!(sys_enter_socket, sys_exit_socket, Sc::Socket, NONE, NONE, NONE);
-syscall!(sys_enter_ptrace, sys_exit_ptrace, Sc::Ptrace, NONE, NONE, NONE);
-syscall!(sys_enter_mount, sys_exit_mount, Sc::Mount, 0, 1, NONE);
-syscall!(sys_enter_umount, sys_exit_umount, Sc::Umount, 0, NONE, NONE);
-syscall!(sys_enter_setns, sys_exit_setns, Sc::Setns, NONE, NONE, NONE);
-syscall!(sys_enter_unshare, sys_exit_unshare, Sc::Unshare, NONE, NONE, NONE);
-syscall!(sys_enter_bpf, sys_exit_bpf, Sc::Bpf, NONE, NONE, NONE);
-syscall!(sys_enter_memfd_create, sys_exit_memfd_create, Sc::MemfdCreate, 0, NONE, NONE);
-syscall!(sys_enter_chmod, sys_exit_chmod, Sc::Chmod, 0, NONE, NONE);
-syscall!(sys_enter_fchmod, sys_exit_fchmod, Sc::Fchmod, NONE, NONE, NONE);
-syscall!(sys_enter_fchmodat, sys_exit_fchmodat, Sc::Fchmodat, 1, NONE, NONE);
-syscall!(sys_enter_fchmodat2, sys_exit_fchmodat2, Sc::Fchmodat2, 1, NONE, NONE);
-syscall!(sys_enter_setuid, sys_exit_setuid, Sc::Setuid, NONE, NONE, NONE);
-syscall!(sys_enter_setgid, sys_exit_setgid, Sc::Setgid, NONE, NONE, NONE);
-syscall!(sys_enter_setreuid, sys_exit_setreuid, Sc::Setreuid, NONE, NONE, NONE);
-syscall!(sys_enter_setresuid, sys_exit_setresuid, Sc::Setresuid, NONE, NONE, NONE);
-syscall!(sys_enter_setregid, sys_exit_setregid, Sc::Setregid, NONE, NONE, NONE);
-syscall!(sys_enter_setresgid, sys_exit_setresgid, Sc::Setresgid, NONE, NONE, NONE);
-syscall!(sys_enter_unlink, sys_exit_unlink, Sc::Unlink, 0, NONE, NONE);
-syscall!(sys_enter_unlinkat, sys_exit_unlinkat, Sc::Unlinkat, 1, NONE, NONE);
-syscall!(sys_enter_rename, sys_exit_rename, Sc::Rename, 0, 1, NONE);
-syscall!(sys_enter_renameat, sys_exit_renameat, Sc::Renameat, 1, 3, NONE);
-syscall!(sys_enter_renameat2, sys_exit_renameat2, Sc::Renameat2, 1, 3, NONE);
-syscall!(sys_enter_symlink, sys_exit_symlink, Sc::Symlink, 0, 1, NONE);
-syscall!(sys_enter_symlinkat, sys_exit_symlinkat, Sc::Symlinkat, 0, 2, NONE);
-syscall!(sys_enter_link, sys_exit_link, Sc::Link, 0, 1, NONE);
-syscall!(sys_enter_linkat, sys_exit_linkat, Sc::Linkat, 1, 3, NONE);
-syscall!(sys_enter_dup, sys_exit_dup, Sc::Dup, NONE, NONE, NONE);
-syscall!(sys_enter_dup2, sys_exit_dup2, Sc::Dup2, NONE, NONE, NONE);
-syscall!(sys_enter_dup3, sys_exit_dup3, Sc::Dup3, NONE, NONE, NONE);
-syscall!(sys_enter_kill, sys_exit_kill, Sc::Kill, NONE, NONE, NONE);
-syscall!(sys_enter_chdir, sys_exit_chdir, Sc::Chdir, 0, NONE, NONE);
-syscall!(sys_enter_fchdir, sys_exit_fchdir, Sc::Fchdir, NONE, NONE, NONE);
-syscall!(sys_enter_init_module, sys_exit_init_module, Sc::InitModule, 2, NONE, NONE);
-syscall!(sys_enter_finit_module, sys_exit_finit_module, Sc::FinitModule, 1, NONE, NONE);
+syscalls![
+    (sys_enter_open, sys_exit_open, Sc::Open, 2, 0, NONE, NONE),
+    (sys_enter_openat, sys_exit_openat, Sc::Openat, 257, 1, NONE, NONE),
+    (sys_enter_openat2, sys_exit_openat2, Sc::Openat2, 437, 1, NONE, NONE),
+    (sys_enter_connect, sys_exit_connect, Sc::Connect, 42, NONE, NONE, 1),
+    (sys_enter_accept, sys_exit_accept, Sc::Accept, 43, NONE, NONE, NONE),
+    (sys_enter_accept4, sys_exit_accept4, Sc::Accept4, 288, NONE, NONE, NONE),
+    (sys_enter_socket, sys_exit_socket, Sc::Socket, 41, NONE, NONE, NONE),
+    (sys_enter_ptrace, sys_exit_ptrace, Sc::Ptrace, 101, NONE, NONE, NONE),
+    (sys_enter_mount, sys_exit_mount, Sc::Mount, 165, 0, 1, NONE),
+    (sys_enter_umount, sys_exit_umount, Sc::Umount, 166, 0, NONE, NONE),
+    (sys_enter_setns, sys_exit_setns, Sc::Setns, 308, NONE, NONE, NONE),
+    (sys_enter_unshare, sys_exit_unshare, Sc::Unshare, 272, NONE, NONE, NONE),
+    (sys_enter_bpf, sys_exit_bpf, Sc::Bpf, 321, NONE, NONE, NONE),
+    (sys_enter_memfd_create, sys_exit_memfd_create, Sc::MemfdCreate, 319, 0, NONE, NONE),
+    (sys_enter_chmod, sys_exit_chmod, Sc::Chmod, 90, 0, NONE, NONE),
+    (sys_enter_fchmod, sys_exit_fchmod, Sc::Fchmod, 91, NONE, NONE, NONE),
+    (sys_enter_fchmodat, sys_exit_fchmodat, Sc::Fchmodat, 268, 1, NONE, NONE),
+    (sys_enter_fchmodat2, sys_exit_fchmodat2, Sc::Fchmodat2, 452, 1, NONE, NONE),
+    (sys_enter_setuid, sys_exit_setuid, Sc::Setuid, 105, NONE, NONE, NONE),
+    (sys_enter_setgid, sys_exit_setgid, Sc::Setgid, 106, NONE, NONE, NONE),
+    (sys_enter_setreuid, sys_exit_setreuid, Sc::Setreuid, 113, NONE, NONE, NONE),
+    (sys_enter_setresuid, sys_exit_setresuid, Sc::Setresuid, 117, NONE, NONE, NONE),
+    (sys_enter_setregid, sys_exit_setregid, Sc::Setregid, 114, NONE, NONE, NONE),
+    (sys_enter_setresgid, sys_exit_setresgid, Sc::Setresgid, 119, NONE, NONE, NONE),
+    (sys_enter_unlink, sys_exit_unlink, Sc::Unlink, 87, 0, NONE, NONE),
+    (sys_enter_unlinkat, sys_exit_unlinkat, Sc::Unlinkat, 263, 1, NONE, NONE),
+    (sys_enter_rename, sys_exit_rename, Sc::Rename, 82, 0, 1, NONE),
+    (sys_enter_renameat, sys_exit_renameat, Sc::Renameat, 264, 1, 3, NONE),
+    (sys_enter_renameat2, sys_exit_renameat2, Sc::Renameat2, 316, 1, 3, NONE),
+    (sys_enter_symlink, sys_exit_symlink, Sc::Symlink, 88, 0, 1, NONE),
+    (sys_enter_symlinkat, sys_exit_symlinkat, Sc::Symlinkat, 266, 0, 2, NONE),
+    (sys_enter_link, sys_exit_link, Sc::Link, 86, 0, 1, NONE),
+    (sys_enter_linkat, sys_exit_linkat, Sc::Linkat, 265, 1, 3, NONE),
+    (sys_enter_dup, sys_exit_dup, Sc::Dup, 32, NONE, NONE, NONE),
+    (sys_enter_dup2, sys_exit_dup2, Sc::Dup2, 33, NONE, NONE, NONE),
+    (sys_enter_dup3, sys_exit_dup3, Sc::Dup3, 292, NONE, NONE, NONE),
+    (sys_enter_kill, sys_exit_kill, Sc::Kill, 62, NONE, NONE, NONE),
+    (sys_enter_chdir, sys_exit_chdir, Sc::Chdir, 80, 0, NONE, NONE),
+    (sys_enter_fchdir, sys_exit_fchdir, Sc::Fchdir, 81, NONE, NONE, NONE),
+    (sys_enter_init_module, sys_exit_init_module, Sc::InitModule, 175, 2, NONE, NONE),
+    (sys_enter_finit_module, sys_exit_finit_module, Sc::FinitModule, 313, 1, NONE, NONE),
+];
+
+// ---- raw syscall tracepoints (`raw` mode) ----------------------------------------------------
+
+// x86_64 `struct pt_regs`, in u64 slots: the syscall arguments are in di, si, dx, r10, r8, r9.
+const REG_ARGS: [usize; 6] = [14, 13, 12, 7, 9, 8];
+const REG_ORIG_AX: usize = 15;
+const NR_EXECVE: i64 = 59;
+const NR_EXECVEAT: i64 = 322;
+/// `thread_info.status` (first member of `task_struct`, x86_64, Linux >= 5.11) and its
+/// `TS_COMPAT` bit: set while a task runs a 32-bit syscall, whose numbers are not the x86_64
+/// ones. Those are skipped, as the `syscalls:*` tracepoints skip them.
+const TASK_TI_STATUS: usize = 16;
+const TS_COMPAT: u32 = 0x2;
+
+#[inline(always)]
+fn reg(regs: *const u64, slot: usize) -> u64 {
+    // SAFETY: `regs` is the kernel's pt_regs of this syscall, read through the helper.
+    unsafe { bpf_probe_read_kernel(regs.wrapping_add(slot)) }.unwrap_or(0)
+}
+
+#[inline(always)]
+fn compat_syscall() -> bool {
+    // SAFETY: the current task, read through the helper.
+    let task = unsafe { bpf_get_current_task() } as *const u8;
+    let status: u32 =
+        unsafe { bpf_probe_read_kernel(task.wrapping_add(TASK_TI_STATUS) as *const u32) }.unwrap_or(0);
+    status & TS_COMPAT != 0
+}
+
+#[raw_tracepoint(tracepoint = "sys_enter")]
+pub fn raw_sys_enter(ctx: RawTracePointContext) -> i32 {
+    // TP_PROTO(struct pt_regs *regs, long id). Only exec is captured at entry: a successful exec
+    // replaces the memory its arguments live in. Every other syscall returns after two compares.
+    let nr: i64 = ctx.arg(1);
+    if (nr != NR_EXECVE && nr != NR_EXECVEAT) || !watched() || compat_syscall() {
+        return 0;
+    }
+    let regs: *const u64 = ctx.arg(0);
+    if nr == NR_EXECVE {
+        exec_enter(reg(regs, REG_ARGS[0]), reg(regs, REG_ARGS[1]), 0, 0);
+    } else {
+        let dirfd = reg(regs, REG_ARGS[0]) as u32;
+        exec_enter(reg(regs, REG_ARGS[1]), reg(regs, REG_ARGS[2]), dirfd, ExecFlags::EXECVEAT);
+    }
+    0
+}
+
+#[raw_tracepoint(tracepoint = "sys_exit")]
+pub fn raw_sys_exit(ctx: RawTracePointContext) -> i32 {
+    // TP_PROTO(struct pt_regs *regs, long ret); the number is in orig_ax.
+    let regs: *const u64 = ctx.arg(0);
+    let nr = reg(regs, REG_ORIG_AX) as i64;
+    if nr == NR_EXECVE || nr == NR_EXECVEAT {
+        exec_exit(ctx.arg(1));
+        return 0;
+    }
+    // The syscall number first (a few compares), then the cgroup: most calls stop here.
+    let Some((sc, p1, p2, addr)) = classify(nr) else {
+        return 0;
+    };
+    if !watched() || compat_syscall() {
+        return 0;
+    }
+    sc_at_exit(sc, p1, p2, addr, ctx.arg(1), |i| match REG_ARGS.get(i) {
+        Some(&slot) => reg(regs, slot),
+        None => 0,
+    });
+    0
+}
 
 // ---- process lifecycle ----------------------------------------------------------------------
 
