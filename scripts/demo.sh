@@ -37,7 +37,7 @@ for _ in $(seq 1 100); do grep -q '"agent ready"' "$DEMO/agent.log" 2>/dev/null 
 grep -q '"agent ready"' "$DEMO/agent.log" || { cat "$DEMO/agent.log"; echo "agent did not start" >&2; exit 1; }
 echo "${G}agent ready${N}  (logs: $DEMO/agent.log, events: $DEMO/events.jsonl, metrics: http://127.0.0.1:19464/metrics)"
 grep '"rules loaded"' "$DEMO/agent.log" | sed -E 's/.*"rules":([0-9]+),"evaluable":([0-9]+),"macros":([0-9]+),"lists":([0-9]+).*/rules: \1 loaded, \2 evaluable, \3 macros, \4 lists (upstream Falco stable set + profiles\/rules)/'
-grep '"eBPF sensor loaded' "$DEMO/agent.log" | sed -E 's/.*"programs":([0-9]+).*/eBPF: \1 tracepoint programs attached/'
+grep '"eBPF sensor loaded' "$DEMO/agent.log" | sed -E 's/.*"programs":([0-9]+).*/eBPF: \1 sensor programs attached/'
 
 step "Starting brainbox pod '$POD': a FROM-scratch sidecar and a BusyBox agent container sharing one network namespace"
 "$BIN/brainbox-lab" up "$POD" >/dev/null
