@@ -196,9 +196,14 @@ fn parse_sni(data: &[u8]) -> Result<Option<String>, HelloError> {
             return Err(HelloError::Malformed);
         }
         let v = v.strip_suffix(b".").unwrap_or(v);
-        if !v
-            .iter()
-            .all(|b| b.is_ascii_alphanumeric() || b"-._".contains(b))
+        // A DNS name: 1-63 byte labels, no empty one (`.`, `a..b`, `.a` are not names; an
+        // empty SNI must never reach the CONNECT-host comparison).
+        if v.is_empty()
+            || v.split(|b| *b == b'.')
+                .any(|label| label.is_empty() || label.len() > 63)
+            || !v
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || b"-._".contains(b))
         {
             return Err(HelloError::Malformed);
         }
@@ -262,6 +267,22 @@ mod tests {
             assert_eq!(got.sni.as_deref(), Some("api.example.com"));
             assert!(!got.ech);
         }
+    }
+
+    #[test]
+    fn sni_that_is_not_a_dns_name_is_refused() {
+        // Found by the `egress_client_hello` fuzz target: a lone "." became an empty SNI.
+        for bad in [".", "..", "a..b", ".a", &"a".repeat(64)] {
+            assert_eq!(
+                parse_client_hello(&hello(&[sni(bad)], 16384), 16384),
+                Err(HelloError::Malformed),
+                "{bad:?}"
+            );
+        }
+        let ok = parse_client_hello(&hello(&[sni("x.example.")], 16384), 16384)
+            .unwrap()
+            .unwrap();
+        assert_eq!(ok.sni.as_deref(), Some("x.example"));
     }
 
     #[test]
