@@ -110,6 +110,7 @@ fn the_node_agent_daemonset_has_host_access_and_only_the_documented_capabilities
             "BPF",
             "DAC_READ_SEARCH",
             "KILL",
+            "LINUX_IMMUTABLE",
             "NET_ADMIN",
             "PERFMON",
             "SYS_ADMIN",

@@ -22,6 +22,7 @@ const KEEP_BITS: &[u32] = &[
     2,  // CAP_DAC_READ_SEARCH
     5,  // CAP_KILL
     24, // CAP_SYS_RESOURCE
+    9,  // CAP_LINUX_IMMUTABLE
 ];
 
 fn keep_mask() -> u64 {

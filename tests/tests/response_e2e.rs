@@ -119,6 +119,28 @@ fn critical_alert_recycles_the_container_with_sealed_evidence() {
         .expect("no evidence id")
         .to_owned();
     let bundle = agent.evidence_dir().join(&evidence_id);
+    // Sealed files are immutable where the filesystem allows it. Whether it does, this test
+    // asks the filesystem itself (as root with every capability) next to the store.
+    let probe = agent.evidence_dir().join(".immutable-probe");
+    std::fs::write(&probe, b"x").unwrap();
+    let fs_supports = Command::new("chattr")
+        .arg("+i")
+        .arg(&probe)
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    let _ = Command::new("chattr").arg("-i").arg(&probe).status();
+    let _ = std::fs::remove_file(&probe);
+    let manifest: Value =
+        serde_json::from_str(&std::fs::read_to_string(bundle.join("manifest.json")).unwrap())
+            .unwrap();
+    if fs_supports {
+        assert_eq!(
+            manifest["protection"]["immutable"], true,
+            "the agent could not make sealed evidence immutable: {}",
+            manifest["protection"]
+        );
+    }
     let events = std::fs::read_to_string(bundle.join("cgroup/cgroup.events")).unwrap();
     assert!(
         events.lines().any(|l| l.trim() == "frozen 1"),

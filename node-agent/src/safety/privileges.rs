@@ -27,6 +27,9 @@ pub const DEFAULT_KEEP: &[&str] = &[
     "CAP_DAC_READ_SEARCH",
     "CAP_KILL",
     "CAP_SYS_RESOURCE",
+    // Sealed evidence is made immutable (`chattr +i`, a child process: it gets no more than
+    // the bounding set).
+    "CAP_LINUX_IMMUTABLE",
 ];
 
 /// How far to go.
