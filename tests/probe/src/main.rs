@@ -364,16 +364,27 @@ fn cgroup_move() -> Result<String, String> {
 fn serve(p: &str) -> Result<String, String> {
     let port: u16 = p.parse().map_err(|_| "EINVAL bad port".to_string())?;
     let l = std::net::TcpListener::bind(("0.0.0.0", port)).map_err(os)?;
-    for s in l.incoming() {
-        let Ok(mut s) = s else { continue };
-        std::thread::spawn(move || {
-            let mut buf = vec![0u8; 256 * 1024];
-            while let Ok(n) = s.read(&mut buf) {
-                if n == 0 {
-                    break;
+    // A few threads accept and drain connections inline, with one buffer each: a thread (and a
+    // 256 KiB buffer) spawned per connection made accept slower than the connect benchmark's
+    // client, the accept queue overflowed, and dropped SYNs cost whole 1 s retransmits.
+    let workers: Vec<_> = (0..4)
+        .map(|_| {
+            let l = l.try_clone().map_err(os)?;
+            Ok(std::thread::spawn(move || {
+                let mut buf = vec![0u8; 256 * 1024];
+                loop {
+                    let Ok((mut s, _)) = l.accept() else { continue };
+                    while let Ok(n) = s.read(&mut buf) {
+                        if n == 0 {
+                            break;
+                        }
+                    }
                 }
-            }
-        });
+            }))
+        })
+        .collect::<Result<_, String>>()?;
+    for w in workers {
+        let _ = w.join();
     }
     Ok("served".into())
 }
@@ -410,7 +421,10 @@ fn bench_connect(a: &str, p: &str, d: &str) -> Result<String, String> {
         drop(s);
         n += 1;
     }
-    Ok(format!("{:.1} conns/s", n as f64 / start.elapsed().as_secs_f64()))
+    Ok(format!(
+        "{:.1} conns/s",
+        n as f64 / start.elapsed().as_secs_f64()
+    ))
 }
 
 /// Bytes per second over one connection.
@@ -425,5 +439,8 @@ fn bench_bulk(a: &str, p: &str, d: &str) -> Result<String, String> {
         s.write_all(&buf).map_err(os)?;
         bytes += buf.len() as u64;
     }
-    Ok(format!("{:.1} bytes/s", bytes as f64 / start.elapsed().as_secs_f64()))
+    Ok(format!(
+        "{:.1} bytes/s",
+        bytes as f64 / start.elapsed().as_secs_f64()
+    ))
 }
