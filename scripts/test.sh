@@ -7,6 +7,9 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 export PATH="$HOME/.cargo/bin:$PATH"
 export CARGO_TERM_COLOR=never
+# CI builds from a clean clone: incremental caches (tens of GB for this workspace) buy nothing
+# there and once ran the runner out of disk.
+export CARGO_INCREMENTAL=0
 stage() { printf '\n\033[1;34m== %s\033[0m\n' "$*"; }
 LOG=$(mktemp -d)/test.log
 
