@@ -521,6 +521,8 @@ impl Actor {
         let mut it = batch.into_iter();
         if let Ok(seqs) = &res {
             self.spool_failed = false;
+            // The state first: whoever a receipt wakes sees the spool that holds its alert.
+            self.update_state();
             for (seq, (_, reply)) in seqs.iter().zip(it.by_ref()) {
                 self.metrics.spooled.inc();
                 let _ = reply.send(Ok(Delivery::Spooled { spool_seq: *seq }));

@@ -133,8 +133,22 @@ async fn outage_spools_1000_alerts_and_replays_them_in_order_exactly_once() -> R
             k + 10
         );
     }
+    // The state watch is published after the receipts resolve (it lags by one group commit).
+    let mut state = p.state();
+    let waited = tokio::time::timeout(Duration::from_secs(10), async {
+        while state.borrow().spool_records != 1000 {
+            if state.changed().await.is_err() {
+                break;
+            }
+        }
+    })
+    .await;
     let st = p.state().borrow().clone();
-    ensure!(st.spool_records == 1000, "spool holds {}", st.spool_records);
+    ensure!(
+        waited.is_ok() && st.spool_records == 1000,
+        "spool holds {}",
+        st.spool_records
+    );
     ensure!(
         st.breaker != brainbox_alerts::BreakerState::Closed,
         "breaker must be open: {st:?}"
