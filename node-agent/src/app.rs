@@ -234,12 +234,19 @@ pub async fn run(cfg: AgentConfig) -> Result<(), RunError> {
     } else {
         None
     };
-    if let (Some(id), true) = (&_identity, cfg.alerts.enabled) {
-        let client = crate::safety::safemode::control_client(&cfg.alerts.nats_url)
-            .await
-            .map_err(|e| RunError::Unavailable(format!("revocations: {e}")))?;
+    // One control-plane connection for revocations and safe mode, only with alerts on.
+    let control_client = if cfg.alerts.enabled {
+        Some(
+            crate::safety::safemode::control_client(&cfg.alerts.nats_url)
+                .await
+                .map_err(|e| RunError::Unavailable(format!("control plane: {e}")))?,
+        )
+    } else {
+        None
+    };
+    if let (Some(id), Some(client)) = (&_identity, &control_client) {
         tokio::spawn(crate::identity::revocations::follow(
-            client,
+            client.clone(),
             id.deny.clone(),
             id.ready.clone(),
             Duration::from_secs(cfg.identity.revocations_wait_secs),
@@ -260,13 +267,14 @@ pub async fn run(cfg: AgentConfig) -> Result<(), RunError> {
         baseline,
     };
     let _safety = start_safe_mode(
-        &cfg,
+        cfg.alerts.safety_tick_ms,
         &profiles,
         &node,
         table.clone(),
         zones.as_ref().map(|(z, _)| z.clone()),
         alert_path.as_ref().map(|p| p.state()),
         safe_mode_gauge,
+        control_client,
     )
     .await?;
     let (zone_tx, mut zone_rx) = tokio::sync::mpsc::channel(1024);
@@ -518,24 +526,26 @@ fn describe<E: std::fmt::Display>(r: Result<Result<(), E>, tokio::task::JoinErro
 /// Starts the dead-man switch and safe mode when a profile has a `safety` section. It needs the
 /// control plane (operator check-ins and commands come over NATS), so it runs only with alerts
 /// on; NATS need not be up: the clock and the alert path's state still drive it.
+#[allow(clippy::too_many_arguments)] // the pieces of the agent it ties together, as `handle`
 async fn start_safe_mode(
-    cfg: &AgentConfig,
+    tick_ms: u64,
     profiles: &ProfileSet,
     node: &str,
     table: ContainerTable,
     zones: Option<Zones>,
     alert_state: Option<tokio::sync::watch::Receiver<brainbox_alerts::publisher::PublisherState>>,
     gauge: prometheus_client::metrics::gauge::Gauge,
+    client: Option<async_nats::Client>,
 ) -> Result<Option<tokio::task::JoinHandle<()>>, RunError> {
     let Some(policy) = profiles.safety_policy() else {
         return Ok(None);
     };
-    if !cfg.alerts.enabled {
+    let Some(client) = client else {
         tracing::warn!(
             "profiles ask for a dead-man switch but alerts are off; safe mode is not armed"
         );
         return Ok(None);
-    }
+    };
     if let Some(z) = &zones {
         // The lock map is pinned: a node-wide lock left by an earlier agent is this process's
         // to decide again. The monitor re-enters safe mode if the reasons still hold.
@@ -545,9 +555,6 @@ async fn start_safe_mode(
                 .map_err(|e| RunError::Unavailable(e.to_string()))?;
         }
     }
-    let client = crate::safety::safemode::control_client(&cfg.alerts.nats_url)
-        .await
-        .map_err(|e| RunError::Unavailable(format!("safe mode control plane: {e}")))?;
     let control = brainbox_alerts::control::ControlPlane::from_client(client.clone());
     let actuator = crate::safety::safemode::NodeActuator::new(table, zones, gauge);
     tracing::info!(
@@ -560,7 +567,7 @@ async fn start_safe_mode(
         brainbox_alerts::monitor::MonitorConfig {
             node: node.to_owned(),
             policy,
-            tick: Duration::from_millis(cfg.alerts.safety_tick_ms.max(100)),
+            tick: Duration::from_millis(tick_ms.max(100)),
         },
         control,
         client,

@@ -160,6 +160,14 @@ impl Agent {
             .context("the agent did not log its metrics address")
     }
 
+    /// The value of an unlabelled metric (`name value` on `/metrics`), if the agent serves it.
+    pub fn metric(&self, name: &str) -> Option<i64> {
+        let text = http_get(&self.metrics_addr().ok()?, "/metrics").ok()?;
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+            .and_then(|v| v.trim().parse().ok())
+    }
+
     /// The agent's process id.
     pub fn pid(&self) -> u32 {
         self.child.id()

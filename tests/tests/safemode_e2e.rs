@@ -6,7 +6,6 @@
 //! `brainbox_safe_mode` metric, the agent's log), and the next check-in lifts it.
 
 use brainbox_lab::{
-    agent::http_get,
     bin_path, require,
     zones::{short_dead_man, ZoneLab, LAB_LOCK, PROXY_PORT},
 };
@@ -44,11 +43,7 @@ fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
 }
 
 fn safe_mode_metric(lab: &mut ZoneLab) -> Option<i64> {
-    let addr = lab.agent().metrics_addr().ok()?;
-    let text = http_get(&addr, "/metrics").ok()?;
-    text.lines()
-        .find(|l| l.starts_with("brainbox_safe_mode "))
-        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+    lab.agent().metric("brainbox_safe_mode")
 }
 
 fn frozen(dir: &Path) -> bool {

@@ -6,7 +6,6 @@
 
 use anyhow::{bail, Context, Result};
 use brainbox_lab::{
-    agent::http_get,
     bin_path,
     zones::{short_dead_man, ZoneLab, PROXY_PORT},
 };
@@ -68,12 +67,7 @@ fn ctl(url: &str, args: &[&str]) -> Result<String> {
 }
 
 fn safe_mode(lab: &mut ZoneLab) -> Option<i64> {
-    let addr = lab.agent().metrics_addr().ok()?;
-    http_get(&addr, "/metrics")
-        .ok()?
-        .lines()
-        .find(|l| l.starts_with("brainbox_safe_mode "))
-        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+    lab.agent().metric("brainbox_safe_mode")
 }
 
 fn show(what: &str, r: (bool, String)) {
