@@ -56,7 +56,7 @@ for mode in r["attach_modes"]:
         ("processed (rules evaluated)", f"{t['user_events_processed']:,.0f}"),
         ("agent CPU during load", f"{t['agent_cpu_cores_during_load']:.2f} cores"),
         ("agent CPU per event", f"{t['agent_cpu_us_per_event']:.2f} us"),
-        ("agent peak RSS (VmHWM)", f"{t['agent_peak_rss_mib']:.1f} MiB (anon {t['agent_rss_anon_mib']:.1f}, file {t['agent_rss_file_mib']:.1f}, shmem/ring {t['agent_rss_shmem_mib']:.1f})"),
+        ("agent peak RSS (VmHWM)", f"{t['agent_peak_rss_mib']:.1f} MiB (anon {t['agent_rss_anon_mib']:.1f}, file {t['agent_rss_file_mib']:.1f}, shmem {t['agent_rss_shmem_mib']:.1f}); PSS {t.get('agent_pss_mib', 0):.1f} MiB"),
         ("goal >= 300k/s", "met" if t["goal_rate_met"] else "NOT met"),
         ("goal zero drops", "met" if t["goal_zero_drops_met"] else "NOT met"),
         ("goal RSS <= 48 MiB", "met" if t["goal_rss_48mib_met"] else "NOT met"),

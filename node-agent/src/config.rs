@@ -105,7 +105,10 @@ impl Default for RulesConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SensorConfig {
-    /// Ring buffer size in bytes; a power of two, at least one page.
+    /// Ring buffer size in bytes; a power of two, at least one page. The default, 8 MiB, holds
+    /// about 100 ms of events at 300k syscalls/s (4 MiB dropped 0.1 % in the sensor bench). The
+    /// consumer maps the data pages twice (for wrap-around), so the process's RSS counts the
+    /// ring twice while the memory used is its size once.
     pub ring_buffer_bytes: u32,
     /// Seconds between reads of the kernel's event and drop counters.
     pub stats_interval_secs: u64,
@@ -174,7 +177,7 @@ impl Default for AgentConfig {
 impl Default for SensorConfig {
     fn default() -> Self {
         Self {
-            ring_buffer_bytes: 4 * 1024 * 1024,
+            ring_buffer_bytes: 8 * 1024 * 1024,
             stats_interval_secs: 2,
             attach: SensorAttach::default(),
         }

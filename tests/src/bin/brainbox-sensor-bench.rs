@@ -43,7 +43,7 @@ fn parse() -> Result<Opts> {
         ops: 3_000_000,
         rate: 330_000,
         threads: 2,
-        ring_mib: 16,
+        ring_mib: 8,
         loop_ops: 200_000,
         rounds: 7,
         attach: vec!["raw".into(), "tracepoints".into()],
@@ -176,6 +176,17 @@ fn status_kib(pid: u32, field: &str) -> Result<u64> {
         .with_context(|| format!("{field} missing from /proc/{pid}/status"))
 }
 
+/// Proportional set size (`Pss` in `smaps_rollup`): memory the agent really holds, with the ring
+/// buffer's data pages (mapped twice for wrap-around) counted once.
+fn pss_kib(pid: u32) -> Result<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))?;
+    s.lines()
+        .find_map(|l| l.strip_prefix("Pss:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .with_context(|| format!("Pss missing from /proc/{pid}/smaps_rollup"))
+}
+
 fn start_agent(ring_bytes: u32, attach: &str, wait_for: &[&Container]) -> Result<Agent> {
     let ring = ring_bytes.to_string();
     let mut agent = Agent::start(&[
@@ -254,6 +265,7 @@ fn throughput(o: &Opts, attach: &str, watched: &Container) -> Result<Value> {
     let rss_anon = status_kib(pid, "RssAnon")?;
     let rss_file = status_kib(pid, "RssFile")?;
     let rss_shmem = status_kib(pid, "RssShmem")?;
+    let pss = pss_kib(pid)?;
     let achieved = gen["ops_per_sec"].as_f64().unwrap_or(0.0);
     Ok(json!({
         "ring_buffer_bytes": ring_bytes,
@@ -284,6 +296,7 @@ fn throughput(o: &Opts, attach: &str, watched: &Container) -> Result<Value> {
         "agent_rss_anon_mib": rss_anon as f64 / 1024.0,
         "agent_rss_file_mib": rss_file as f64 / 1024.0,
         "agent_rss_shmem_mib": rss_shmem as f64 / 1024.0,
+        "agent_pss_mib": pss as f64 / 1024.0,
         "goal_rate_met": achieved >= 300_000.0,
         "goal_zero_drops_met": drops == 0.0 && read >= kernel && openat >= generated as f64,
         "goal_rss_48mib_met": hwm <= 48 * 1024,
@@ -313,7 +326,7 @@ fn overhead(o: &Opts, watched: &Container, unwatched: &Container) -> Result<Valu
         // Modes in a rotating order too.
         for k in 0..modes {
             let m = (k + round) % modes;
-            let agent = start_agent(4 * 1024 * 1024, &o.attach[m], &[watched])?;
+            let agent = start_agent(o.ring_mib * 1024 * 1024, &o.attach[m], &[watched])?;
             on[m].push(run(watched)?);
             other[m].push(run(unwatched)?);
             drop(agent);
