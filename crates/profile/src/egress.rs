@@ -99,10 +99,7 @@ const METHODS: &[&str] = &[
 impl EgressPolicy {
     /// Parses and validates one policy; `path` is used in errors.
     pub fn from_yaml(text: &str, path: &Path) -> Result<Self, ProfileError> {
-        let p: EgressPolicy = serde_yaml::from_str(text).map_err(|e| ProfileError::Schema {
-            path: path.to_owned(),
-            message: e.to_string(),
-        })?;
+        let p: EgressPolicy = crate::parse_yaml(text, path)?;
         p.validate(path)?;
         Ok(p)
     }
@@ -249,15 +246,7 @@ impl EgressPolicySet {
 
     /// Adds a policy, refusing a duplicate name.
     pub fn insert(&mut self, p: EgressPolicy, path: PathBuf) -> Result<(), ProfileError> {
-        if let Some((_, first)) = self.policies.get(&p.name) {
-            return Err(ProfileError::Duplicate {
-                name: p.name.clone(),
-                first: first.clone(),
-                second: path,
-            });
-        }
-        self.policies.insert(p.name.clone(), (p, path));
-        Ok(())
+        crate::insert_unique(&mut self.policies, p.name.clone(), p, path)
     }
 
     /// The policies, by name.

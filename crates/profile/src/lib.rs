@@ -311,10 +311,7 @@ pub enum ProfileError {
 impl Profile {
     /// Parses one profile from YAML text; `path` is used in errors.
     pub fn from_yaml(text: &str, path: &Path) -> Result<Self, ProfileError> {
-        let p: Profile = serde_yaml::from_str(text).map_err(|e| ProfileError::Schema {
-            path: path.to_owned(),
-            message: e.to_string(),
-        })?;
+        let p: Profile = parse_yaml(text, path)?;
         p.validate(path)?;
         Ok(p)
     }
@@ -417,15 +414,7 @@ impl ProfileSet {
 
     /// Adds a profile, refusing a duplicate name.
     pub fn insert(&mut self, p: Profile, path: PathBuf) -> Result<(), ProfileError> {
-        if let Some((_, first)) = self.profiles.get(&p.name) {
-            return Err(ProfileError::Duplicate {
-                name: p.name.clone(),
-                first: first.clone(),
-                second: path,
-            });
-        }
-        self.profiles.insert(p.name.clone(), (p, path));
-        Ok(())
+        insert_unique(&mut self.profiles, p.name.clone(), p, path)
     }
 
     /// The profile called `name`.
@@ -470,6 +459,36 @@ fn strip_kind(text: &str) -> String {
         .filter(|l| l.trim_end() != "kind: profile")
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+
+/// Deserializes one YAML document; a schema error names the file.
+pub(crate) fn parse_yaml<T: serde::de::DeserializeOwned>(
+    text: &str,
+    path: &Path,
+) -> Result<T, ProfileError> {
+    serde_yaml::from_str(text).map_err(|e| ProfileError::Schema {
+        path: path.to_owned(),
+        message: e.to_string(),
+    })
+}
+
+/// Adds a named document to a set, refusing a second one of the same name (both files named).
+pub(crate) fn insert_unique<T>(
+    set: &mut BTreeMap<String, (T, PathBuf)>,
+    name: String,
+    item: T,
+    path: PathBuf,
+) -> Result<(), ProfileError> {
+    if let Some((_, first)) = set.get(&name) {
+        return Err(ProfileError::Duplicate {
+            name,
+            first: first.clone(),
+            second: path,
+        });
+    }
+    set.insert(name, (item, path));
+    Ok(())
 }
 
 #[cfg(test)]

@@ -165,10 +165,7 @@ impl ZonePolicy {
             .filter(|l| l.trim_end() != ZONE_POLICY_KIND)
             .collect::<Vec<_>>()
             .join("\n");
-        let p: ZonePolicy = serde_yaml::from_str(&body).map_err(|e| ProfileError::Schema {
-            path: path.to_owned(),
-            message: e.to_string(),
-        })?;
+        let p: ZonePolicy = crate::parse_yaml(&body, path)?;
         p.validate(path)?;
         Ok(p)
     }
