@@ -461,7 +461,6 @@ fn strip_kind(text: &str) -> String {
         .join("\n")
 }
 
-
 /// Deserializes one YAML document; a schema error names the file.
 pub(crate) fn parse_yaml<T: serde::de::DeserializeOwned>(
     text: &str,
