@@ -244,6 +244,14 @@ pub async fn run(cfg: AgentConfig) -> Result<(), RunError> {
     } else {
         None
     };
+    if let (Some(r), Some(client)) = (&responder, &control_client) {
+        // Operators lift an `isolate` response here (`brainboxctl isolation release`).
+        tokio::spawn(crate::response::release::serve(
+            client.clone(),
+            node.clone(),
+            r.clone(),
+        ));
+    }
     if let (Some(id), Some(client)) = (&_identity, &control_client) {
         tokio::spawn(crate::identity::revocations::follow(
             client.clone(),

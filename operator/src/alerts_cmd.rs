@@ -40,7 +40,7 @@ pub struct OperatorArg {
 }
 
 impl OperatorArg {
-    fn name(&self) -> String {
+    pub(crate) fn name(&self) -> String {
         self.operator
             .clone()
             .or_else(|| std::env::var("USER").ok())
@@ -214,14 +214,14 @@ pub struct CheckinArgs {
     operator: OperatorArg,
 }
 
-fn runtime() -> tokio::runtime::Runtime {
+pub(crate) fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("tokio runtime")
 }
 
-async fn control(n: &NatsArg) -> Result<ControlPlane, i32> {
+pub(crate) async fn control(n: &NatsArg) -> Result<ControlPlane, i32> {
     ControlPlane::connect(&n.nats, Duration::from_secs(n.connect_timeout))
         .await
         .map_err(|e| {

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 mod alerts_cmd;
 mod evidence_cmd;
 mod exit;
+mod isolation_cmd;
 
 /// brainbox-guard operator CLI: profiles, alerts, evidence, audit, safe mode, sidecar injection.
 #[derive(Parser)]
@@ -53,6 +54,9 @@ enum Command {
     /// SPIFFE identities: revoke one on every node (pushed over NATS JetStream).
     #[command(subcommand)]
     Identity(alerts_cmd::IdentityCmd),
+    /// Containers the `isolate` response cut to loopback: list them, or lift one (its pod).
+    #[command(subcommand)]
+    Isolation(isolation_cmd::IsolationCmd),
     /// Inject the brainbox sidecar and hardening into Kubernetes objects (YAML), like
     /// `istioctl kube-inject`.
     Inject(InjectArgs),
@@ -147,6 +151,7 @@ fn main() {
         Command::SafeMode(a) => alerts_cmd::safe_mode(a, cli.json),
         Command::Checkin(a) => alerts_cmd::checkin(a, cli.json),
         Command::Identity(c) => alerts_cmd::identity(c, cli.json),
+        Command::Isolation(c) => isolation_cmd::isolation(c, cli.json),
     };
     std::process::exit(code);
 }

@@ -51,6 +51,21 @@ pub fn bin_path(name: &str) -> PathBuf {
     p
 }
 
+/// Runs the workspace's `brainboxctl` against the NATS server at `url` as `operator`; returns
+/// whether it exited 0 and its stdout followed by its stderr.
+pub fn ctl(url: &str, operator: &str, args: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new(bin_path("brainboxctl"))
+        .args(args)
+        .env("BRAINBOX_NATS_URL", url)
+        .env("BRAINBOX_OPERATOR", operator)
+        .output()
+        .expect("running brainboxctl");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
 /// A short random suffix for names, so parallel tests and reruns never collide.
 pub fn unique(prefix: &str) -> String {
     let mut b = [0u8; 4];

@@ -2,6 +2,8 @@
 //! and real Docker: a reverse-shell attempt in a brainbox's agent container fires a rule the
 //! test profile maps to `isolate`; the whole pod is cut to loopback before evidence is
 //! captured, the container runs on (thawed) under observation, and other pods keep their flows.
+//! The operator then lifts the isolation with `brainboxctl isolation release` (over a real
+//! `nats-server`): the pod's flows come back, and the lift is in the audit chain.
 
 use brainbox_lab::{
     require,
@@ -15,6 +17,12 @@ use std::{
 
 fn lock() -> std::sync::MutexGuard<'static, ()> {
     LAB_LOCK.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+const NODE: &str = "lab-iso";
+
+fn ctl(url: &str, args: &[&str]) -> (bool, String) {
+    brainbox_lab::ctl(url, "lab-operator", args)
 }
 
 fn isolate_on_netcat(dir: &Path) -> anyhow::Result<()> {
@@ -33,8 +41,16 @@ fn isolate_on_netcat(dir: &Path) -> anyhow::Result<()> {
 #[test]
 fn isolate_cuts_the_pod_to_loopback_and_keeps_it_running() {
     require::lab();
+    brainbox_alerts::testkit::require_nats_server();
     let _g = lock();
-    let env = vec![("BRAINBOX_RULES__ENABLED".to_string(), "true".to_string())];
+    let nats = brainbox_alerts::testkit::NatsServer::start();
+    let url = nats.url();
+    let env = vec![
+        ("BRAINBOX_RULES__ENABLED".to_string(), "true".to_string()),
+        ("BRAINBOX_NODE_NAME".to_string(), NODE.to_string()),
+        ("BRAINBOX_ALERTS__ENABLED".to_string(), "true".to_string()),
+        ("BRAINBOX_ALERTS__NATS_URL".to_string(), url.clone()),
+    ];
     let mut lab = ZoneLab::start_with(env, isolate_on_netcat).unwrap();
     // Sidecars without `nc -e` listeners: those would fire the rule themselves.
     let (side, agent) = lab.pod_with("iso", "sleep 86400").unwrap();
@@ -111,4 +127,107 @@ fn isolate_cuts_the_pod_to_loopback_and_keeps_it_running() {
     // Other pods keep their flows.
     let (ok, out) = other_side.probe(&["tcp", &orch.ip, "8080", "other-after"]);
     assert!(ok, "isolation leaked to another pod: {out}");
+
+    // The operator lists what is isolated on the node: this pod's two containers.
+    let (ok, out) = ctl(&url, &["--json", "isolation", "list", "--node", NODE]);
+    assert!(ok, "isolation list: {out}");
+    let listed: Value = serde_json::from_str(out.trim()).expect("isolation list JSON");
+    let ids: Vec<&str> = listed["isolated"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["container_id"].as_str().unwrap())
+        .collect();
+    assert!(
+        ids.contains(&agent.c.id.as_str()) && ids.contains(&side.c.id.as_str()) && ids.len() == 2,
+        "{listed:#}"
+    );
+    // A lift needs a reason, and names an existing container.
+    let (ok, _) = ctl(
+        &url,
+        &[
+            "isolation",
+            "release",
+            &agent.c.id,
+            "--node",
+            NODE,
+            "--reason",
+            " ",
+        ],
+    );
+    assert!(!ok, "a release without a reason was accepted");
+    let (ok, out) = ctl(
+        &url,
+        &[
+            "isolation",
+            "release",
+            "no-such-container",
+            "--node",
+            NODE,
+            "--reason",
+            "test",
+        ],
+    );
+    assert!(!ok && out.contains("no container"), "{out}");
+    // After looking at the evidence, the operator lifts it (by a short ID prefix): the whole
+    // pod is released, the release is audited, and the sidecar's allowed flow works again.
+    let short: String = agent.c.id.chars().take(12).collect();
+    let (ok, out) = ctl(
+        &url,
+        &[
+            "--json",
+            "isolation",
+            "release",
+            &short,
+            "--node",
+            NODE,
+            "--reason",
+            "false positive: lab test",
+        ],
+    );
+    assert!(ok, "isolation release: {out}");
+    let released: Value = serde_json::from_str(out.trim()).expect("release JSON");
+    assert_eq!(
+        released["released"].as_array().map(Vec::len),
+        Some(2),
+        "{released:#}"
+    );
+    assert_eq!(
+        released["isolated"].as_array().map(Vec::len),
+        Some(0),
+        "{released:#}"
+    );
+    assert!(released["audit_seq"].is_u64(), "{released:#}");
+    let (ok, out) = side.probe(&["tcp", &orch.ip, "8080", "iso-released"]);
+    assert!(
+        ok,
+        "the released pod still cannot reach the orchestrator: {out}"
+    );
+    // Releasing again is refused: nothing to lift.
+    let (ok, out) = ctl(
+        &url,
+        &[
+            "isolation",
+            "release",
+            &short,
+            "--node",
+            NODE,
+            "--reason",
+            "again",
+        ],
+    );
+    assert!(!ok && out.contains("not isolated"), "{out}");
+    // A node nobody serves is reported as such, not as success.
+    let (ok, out) = ctl(
+        &url,
+        &[
+            "isolation",
+            "list",
+            "--node",
+            "no-such-node",
+            "--timeout",
+            "2",
+        ],
+    );
+    assert!(!ok && out.contains("no agent answers"), "{out}");
 }

@@ -6,12 +6,11 @@
 //! `brainbox_safe_mode` metric, the agent's log), and the next check-in lifts it.
 
 use brainbox_lab::{
-    bin_path, require,
+    require,
     zones::{short_dead_man, ZoneLab, LAB_LOCK, PROXY_PORT},
 };
 use std::{
     path::Path,
-    process::Command,
     time::{Duration, Instant},
 };
 
@@ -22,16 +21,7 @@ fn lock() -> std::sync::MutexGuard<'static, ()> {
 }
 
 fn ctl(url: &str, args: &[&str]) -> (bool, String) {
-    let out = Command::new(bin_path("brainboxctl"))
-        .args(args)
-        .env("BRAINBOX_NATS_URL", url)
-        .env("BRAINBOX_OPERATOR", "lab-operator")
-        .output()
-        .expect("running brainboxctl");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr),
-    )
+    brainbox_lab::ctl(url, "lab-operator", args)
 }
 
 fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {

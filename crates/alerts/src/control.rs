@@ -7,6 +7,11 @@
 //! | `BRAINBOX_SAFE_MODE` | `command.all`, `command.<node>` | `brainboxctl safe-mode on/off` | [`SafeModeCommand`] |
 //! | `BRAINBOX_SAFE_MODE` | `state.<node>` | the node agent | [`NodeSafetyState`] |
 //! | `BRAINBOX_ALERT_ACKS` | `<alert id>` | `brainboxctl alerts ack` | [`AlertAck`] |
+//!
+//! Isolation lifts are not stored: they are core NATS requests to one node
+//! ([`isolation_subject`]), answered by that node's agent with an [`IsolationReply`], so the
+//! operator learns at once whether the lift took effect (and a stored lift can never be replayed
+//! onto a later isolation of the same container).
 
 use crate::schema::subject_token;
 use async_nats::jetstream::{self, kv};
@@ -117,6 +122,105 @@ pub const REVOCATIONS_SUBJECT: &str = "brainbox.revocations";
 /// Largest revocation message a node accepts.
 pub const MAX_REVOCATION_BYTES: usize = 4096;
 
+/// Largest isolation request a node accepts.
+pub const MAX_ISOLATION_REQUEST_BYTES: usize = 4096;
+
+/// The subject a node's agent answers isolation requests on.
+pub fn isolation_subject(node: &str) -> String {
+    format!("brainbox.isolation.{}", subject_token(node))
+}
+
+/// An operator's request about the `isolate` response's network locks on one node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+pub enum IsolationRequest {
+    /// Which containers are isolated now.
+    List,
+    /// Lifts the isolation of a container and of its pod (the lock covers the whole pod).
+    Release {
+        /// Container ID (full, or a unique prefix of at least 6 characters) or name.
+        container: String,
+        /// Who lifts it.
+        by: String,
+        /// Why, for the audit log.
+        #[serde(default)]
+        reason: String,
+    },
+}
+
+/// One isolated container, as a node reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IsolatedContainer {
+    /// Container ID.
+    pub container_id: String,
+    /// Container name.
+    pub name: String,
+    /// Pod, if the container is in one.
+    #[serde(default)]
+    pub pod: Option<String>,
+    /// Its cgroup v2 id (the key in the zones lock map).
+    pub cgroup_id: u64,
+}
+
+/// A node's answer to an [`IsolationRequest`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IsolationReply {
+    /// The node that answered.
+    pub node: String,
+    /// Whether the request was carried out.
+    pub ok: bool,
+    /// Why not.
+    #[serde(default)]
+    pub error: Option<String>,
+    /// The containers isolated now (after a release: those still isolated).
+    #[serde(default)]
+    pub isolated: Vec<IsolatedContainer>,
+    /// The containers a release set free.
+    #[serde(default)]
+    pub released: Vec<IsolatedContainer>,
+    /// Whether the whole node is locked by safe mode (`close_egress`), which a release does not
+    /// lift.
+    #[serde(default)]
+    pub node_locked: bool,
+    /// The audit-log record of a release.
+    #[serde(default)]
+    pub audit_seq: Option<u64>,
+}
+
+/// Sends `req` to `node`'s agent and waits up to `timeout` for its answer.
+pub async fn isolation_request(
+    client: &async_nats::Client,
+    node: &str,
+    req: &IsolationRequest,
+    timeout: Duration,
+) -> Result<IsolationReply, ControlError> {
+    let subject = isolation_subject(node);
+    let body = serde_json::to_vec(req).map_err(|e| ControlError::Op {
+        op: "encode isolation request".into(),
+        reason: e.to_string(),
+    })?;
+    let msg = tokio::time::timeout(timeout, client.request(subject.clone(), body.into()))
+        .await
+        .map_err(|_| ControlError::Op {
+            op: format!("request {subject}"),
+            reason: format!("no answer from node {node} within {timeout:?}"),
+        })?
+        .map_err(|e| ControlError::Op {
+            op: format!("request {subject}"),
+            reason: match e.kind() {
+                async_nats::RequestErrorKind::NoResponders => {
+                    format!("no agent answers for node {node} (is it running, with alerts on?)")
+                }
+                _ => e.to_string(),
+            },
+        })?;
+    serde_json::from_slice(&msg.payload).map_err(|e| ControlError::Malformed {
+        bucket: "isolation".into(),
+        key: subject,
+        reason: e.to_string(),
+    })
+}
+
 /// The key of a safe-mode command for `node` (`None`: every node).
 pub fn command_key(node: Option<&str>) -> String {
     match node {
@@ -134,6 +238,7 @@ pub fn state_key(node: &str) -> String {
 #[derive(Clone)]
 pub struct ControlPlane {
     js: jetstream::Context,
+    client: async_nats::Client,
 }
 
 impl ControlPlane {
@@ -159,8 +264,14 @@ impl ControlPlane {
     /// Uses an existing client.
     pub fn from_client(client: async_nats::Client) -> Self {
         Self {
-            js: jetstream::new(client),
+            js: jetstream::new(client.clone()),
+            client,
         }
+    }
+
+    /// The NATS client.
+    pub fn client(&self) -> &async_nats::Client {
+        &self.client
     }
 
     /// The JetStream context.

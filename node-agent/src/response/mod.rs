@@ -8,6 +8,7 @@
 pub mod capture;
 pub mod freeze;
 pub mod recycle;
+pub mod release;
 
 use crate::{detect::Alert, runtime::ContainerInfo};
 use bollard::Docker;

@@ -35,7 +35,7 @@ pub trait ContainerObserver: Send + Sync {
 }
 
 /// What the agent knows about a watched container.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct ContainerInfo {
     /// Full container id.
     pub id: String,

@@ -5,16 +5,14 @@
 //! reverse shell in another pod fires a rule mapped to `isolate`. Cleans up after itself.
 
 use anyhow::{bail, Context, Result};
-use brainbox_lab::{
-    bin_path,
-    zones::{short_dead_man, ZoneLab, PROXY_PORT},
-};
+use brainbox_lab::zones::{short_dead_man, ZoneLab, PROXY_PORT};
 use std::{
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
 
 const INTERVAL: u64 = 5;
+const NODE: &str = "demo-node";
 
 /// The server and its JetStream store (removed when dropped, after the server stops).
 struct Nats {
@@ -53,17 +51,10 @@ fn nats() -> Result<(Nats, String)> {
 }
 
 fn ctl(url: &str, args: &[&str]) -> Result<String> {
-    let out = Command::new(bin_path("brainboxctl"))
-        .args(args)
-        .env("BRAINBOX_NATS_URL", url)
-        .env("BRAINBOX_OPERATOR", "demo-operator")
-        .output()?;
-    let text =
-        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
-    if !out.status.success() {
-        bail!("brainboxctl {args:?}: {text}");
+    match brainbox_lab::ctl(url, "demo-operator", args) {
+        (true, text) => Ok(text),
+        (false, text) => bail!("brainboxctl {args:?}: {text}"),
     }
-    Ok(text)
 }
 
 fn safe_mode(lab: &mut ZoneLab) -> Option<i64> {
@@ -96,6 +87,7 @@ fn main() -> Result<()> {
         ("BRAINBOX_ALERTS__NATS_URL".to_string(), url.clone()),
         ("BRAINBOX_ALERTS__SAFETY_TICK_MS".to_string(), "250".into()),
         ("BRAINBOX_RULES__ENABLED".to_string(), "true".to_string()),
+        ("BRAINBOX_NODE_NAME".to_string(), NODE.to_string()),
     ];
     ctl(&url, &["checkin"])?;
     let mut lab = ZoneLab::start_with(env, |d| {
@@ -207,5 +199,41 @@ fn main() -> Result<()> {
         "  the agent container keeps running under observation: {}",
         if alive { "yes" } else { "no" }
     );
+
+    println!(
+        "\nThe operator reads the evidence, judges it a false positive, and lifts the isolation:"
+    );
+    println!("$ brainboxctl isolation list --node {NODE}");
+    print!(
+        "{}",
+        indent(&ctl(&url, &["isolation", "list", "--node", NODE])?)
+    );
+    let short: String = agent.c.id.chars().take(12).collect();
+    println!(
+        "$ brainboxctl isolation release {short} --node {NODE} --reason \"demo: false positive\""
+    );
+    print!(
+        "{}",
+        indent(&ctl(
+            &url,
+            &[
+                "isolation",
+                "release",
+                &short,
+                "--node",
+                NODE,
+                "--reason",
+                "demo: false positive"
+            ],
+        )?)
+    );
+    show(
+        "sidecar -> orchestrator:8080 (released)",
+        side.probe(&["tcp", &orch.ip, "8080", "demo"]),
+    );
     Ok(())
+}
+
+fn indent(text: &str) -> String {
+    text.lines().map(|l| format!("  {l}\n")).collect()
 }
