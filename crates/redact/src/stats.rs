@@ -140,7 +140,7 @@ impl<'h> Groups<'h> {
     }
 
     /// The digits `hay[start..end]` are a group (non-digits on both sides).
-    #[inline]
+    #[inline(always)]
     fn end(&mut self, start: usize, end: usize) {
         let hay = self.hay;
         let g = (end - start) as u32;
