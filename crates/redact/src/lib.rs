@@ -3,9 +3,9 @@
 //! secret, so the same secret can be followed across lines and pods without being revealed.
 //!
 //! How a line is handled, cheapest first:
-//! 1. One pass over the bytes collects what gates the personal-data rules (a long digit run, an
-//!    `@`) and whether anything must be escaped (controls, ANSI, invalid UTF-8).
-//! 2. One Aho-Corasick pass finds the keywords of all keyword-gated rules at once.
+//! 1. One pass over the bytes (`stats`) collects what gates the personal-data rules (digit
+//!    shapes, an `@`) and whether anything must be escaped (controls, ANSI, invalid UTF-8).
+//! 2. One Aho-Corasick pass (`keywords`) finds the keywords of all keyword-gated rules at once.
 //! 3. Only when something fired are the regexes of the fired rules run, and their candidates
 //!    checked (entropy, Luhn, IBAN mod-97, SSN ranges, placeholder values, allowlists).
 //! 4. A line that is JSON is redacted through a JSON scanner that keeps it valid JSON and redacts
