@@ -3,9 +3,9 @@
 //! secret, so the same secret can be followed across lines and pods without being revealed.
 //!
 //! How a line is handled, cheapest first:
-//! 1. One pass over the bytes collects what gates the personal-data rules (a long digit run, an
-//!    `@`) and whether anything must be escaped (controls, ANSI, invalid UTF-8).
-//! 2. One Aho-Corasick pass finds the keywords of all keyword-gated rules at once.
+//! 1. One pass over the bytes (`stats`) collects what gates the personal-data rules (digit
+//!    shapes, an `@`) and whether anything must be escaped (controls, ANSI, invalid UTF-8).
+//! 2. One Aho-Corasick pass (`keywords`) finds the keywords of all keyword-gated rules at once.
 //! 3. Only when something fired are the regexes of the fired rules run, and their candidates
 //!    checked (entropy, Luhn, IBAN mod-97, SSN ranges, placeholder values, allowlists).
 //! 4. A line that is JSON is redacted through a JSON scanner that keeps it valid JSON and redacts
@@ -13,21 +13,23 @@
 //!
 //! A clean line costs the two passes and no allocation: [`Redaction::text`] borrows the input.
 
-use aho_corasick::{automaton::Automaton, dfa::DFA, Anchored, MatchKind};
 use regex::bytes::{Regex, RegexBuilder};
 use std::{borrow::Cow, collections::HashSet, fmt, path::Path};
 
 pub mod corpus;
 pub mod escape;
 mod json;
+mod keywords;
 pub mod profile;
 pub mod rules;
+mod stats;
 pub mod validate;
 
 #[cfg(test)]
 mod tests;
 
 use rules::{Check, Gate, Priority};
+use stats::{stats, Stats};
 
 /// Errors building an engine.
 #[derive(Debug, thiserror::Error)]
@@ -258,133 +260,6 @@ impl Fired {
     }
 }
 
-/// What the byte pass learned about a haystack.
-#[derive(Debug, Default, Clone, Copy)]
-struct Stats {
-    /// Bit `Shape as u8` set when that digit shape occurs.
-    shapes: u8,
-    at: bool,
-    /// ASCII controls (other than tab) or DEL.
-    ctrl: bool,
-    /// Bytes ≥ 0x80: UTF-8 must be validated and checked for dangerous code points.
-    high: bool,
-}
-
-/// Byte classes for the stats pass.
-const C_OTHER: u8 = 0;
-const C_DIGIT: u8 = 1;
-const C_SEP: u8 = 2;
-const C_AT: u8 = 3;
-const C_CTRL: u8 = 4;
-const C_HIGH: u8 = 5;
-
-const fn class_table() -> [u8; 256] {
-    let mut t = [C_OTHER; 256];
-    let mut i = 0;
-    while i < 256 {
-        let b = i as u8;
-        t[i] = if b.is_ascii_digit() {
-            C_DIGIT
-        } else if matches!(b, b' ' | b'-' | b'.' | b'(' | b')' | b'/' | b'+') {
-            C_SEP
-        } else if b == b'@' {
-            C_AT
-        } else if (b < 0x20 && b != b'\t') || b == 0x7f {
-            C_CTRL
-        } else if b >= 0x80 {
-            C_HIGH
-        } else {
-            C_OTHER
-        };
-        i += 1;
-    }
-    t
-}
-
-static CLASSES: [u8; 256] = class_table();
-
-fn stats(hay: &[u8]) -> Stats {
-    use rules::Shape;
-    let mut st = Stats::default();
-    // Digit groups: the current one's length and start, and the structure of the run of groups
-    // joined by single separators that it belongs to. Work happens only where a group ends.
-    let mut prev_g = 0u32; // previous group in the run, 0 if none
-    let mut prev_prev_g = 0u32;
-    let mut run_sd = 0u32; // digits joined by single ' ' or '-'
-    let mut run_sp = 0u32; // digits joined by single ' '
-    let mut last_end = usize::MAX - 1; // index after the last group
-    let mut last_sep = 0u8;
-    let mut run_start = 0usize; // index of the first digit of the run
-    let mut end_group = |g: u32, start: usize, end: usize, st: &mut Stats| {
-        let joined = last_end != usize::MAX - 1 && start == last_end + 1;
-        let sep = if joined { hay[last_end] } else { 0 };
-        if !joined {
-            prev_g = 0;
-            prev_prev_g = 0;
-            run_sd = 0;
-            run_sp = 0;
-            run_start = start;
-        }
-        run_sd = if matches!(sep, b' ' | b'-') {
-            run_sd + g
-        } else {
-            g
-        };
-        run_sp = if sep == b' ' { run_sp + g } else { g };
-        // E.164: `+` then a country code, which never starts with 0 (`+0000` is a UTC offset).
-        if start > 0 && hay[start - 1] == b'+' && hay[start] != b'0' {
-            st.shapes |= 1 << Shape::Phone as u8;
-        }
-        if g == 4 && prev_g == 3 && matches!(sep, b' ' | b'-' | b'.') {
-            st.shapes |= 1 << Shape::Phone as u8;
-        }
-        if g == 4 && prev_g == 2 && prev_prev_g == 3 && sep == b'-' && last_sep == b'-' {
-            st.shapes |= 1 << Shape::Ssn as u8;
-        }
-        // Card numbers start with 2–6 (Mastercard 2-series, Amex/JCB/Diners, Visa, MC, Discover).
-        if run_sd >= 13 && matches!(hay[run_start], b'2'..=b'6') {
-            st.shapes |= 1 << Shape::Card as u8;
-        }
-        // An IBAN's digits follow its letters: `DE89…`, `GB29 NWBK 6016…`, `NL91ABNA0417…`.
-        if run_sp >= 10 {
-            let before = run_start.checked_sub(1).map(|i| hay[i]);
-            let before2 = run_start.checked_sub(2).map(|i| hay[i]);
-            if before.is_some_and(|b| b.is_ascii_uppercase())
-                || (before == Some(b' ') && before2.is_some_and(|b| b.is_ascii_uppercase()))
-            {
-                st.shapes |= 1 << Shape::Iban as u8;
-            }
-        }
-        prev_prev_g = prev_g;
-        prev_g = g;
-        last_sep = sep;
-        last_end = end;
-    };
-    // Bytes outside digit groups only OR their class into a mask; digit groups are skipped
-    // whole and looked at once, where they end.
-    let mut mask = 0u32;
-    let n = hay.len();
-    let mut i = 0;
-    while i < n {
-        let c = CLASSES[hay[i] as usize];
-        if c == C_DIGIT {
-            let start = i;
-            i += 1;
-            while i < n && hay[i].is_ascii_digit() {
-                i += 1;
-            }
-            end_group((i - start) as u32, start, i, &mut st);
-            continue;
-        }
-        mask |= 1 << c;
-        i += 1;
-    }
-    st.at = mask & (1 << C_AT) != 0;
-    st.ctrl = mask & (1 << C_CTRL) != 0;
-    st.high = mask & (1 << C_HIGH) != 0;
-    st
-}
-
 /// Kinds and names of sensitive JSON keys / environment variable names.
 #[derive(Debug)]
 struct KeyKinds {
@@ -400,10 +275,8 @@ pub struct Engine {
     rules: Vec<Rule>,
     kinds: Vec<String>,
     /// The keywords of all rules (and sensitive JSON key names), ASCII case-insensitive.
-    kw: Option<DFA>,
-    /// Longest keyword, bytes: the overlap between the two halves of a split keyword walk.
-    kw_max: usize,
-    /// For each Aho-Corasick pattern, the rules it opens.
+    kw: Option<keywords::Keywords>,
+    /// For each keyword, the rules it opens.
     kw_rules: Vec<Vec<u16>>,
     digit_rules: [Fired; 4],
     at_rules: Fired,
@@ -619,21 +492,9 @@ impl EngineBuilder {
                 kw_index.push((h, Vec::new()));
             }
         }
-        let kw_max = kw_index.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
-        let kw = if kw_index.is_empty() {
-            None
-        } else {
-            Some(
-                aho_corasick::dfa::Builder::new()
-                    .ascii_case_insensitive(true)
-                    .match_kind(MatchKind::Standard)
-                    // The walk is ours (`scan_keywords`): no prefilter, so start states are
-                    // not "special" and the loop branches only on match states.
-                    .prefilter(false)
-                    .build(kw_index.iter().map(|(k, _)| k.as_str()))
-                    .map_err(|e| RedactError::Invalid(format!("keywords: {e}")))?,
-            )
-        };
+        let kw = (!kw_index.is_empty()).then(|| {
+            keywords::Keywords::new(&kw_index.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>())
+        });
         let kw_rules = kw_index.into_iter().map(|(_, v)| v).collect();
 
         let mut allow_values = HashSet::new();
@@ -700,7 +561,6 @@ impl EngineBuilder {
             rules: compiled,
             kinds,
             kw,
-            kw_max,
             kw_rules,
             digit_rules,
             at_rules,
@@ -800,89 +660,17 @@ impl Engine {
     }
 
     /// Every keyword occurrence in `hay` (overlapping ones too) sets its rules in `f`.
-    ///
-    /// The walk through the keyword automaton is a chain of dependent table loads, so its speed
-    /// is the load latency, not the CPU's width. A longer haystack is therefore walked as up to
-    /// four parts at once (each part after the first starts `kw_max - 1` bytes early, so a
-    /// keyword across a boundary is still seen whole): independent chains, whose loads the CPU
-    /// overlaps.
     fn scan_keywords(&self, hay: &[u8], f: &mut Fired) {
-        let Some(dfa) = &self.kw else { return };
-        let Ok(start) = dfa.start_state(Anchored::No) else {
-            return;
-        };
-        let step = |s, b| dfa.next_state(Anchored::No, s, b);
-        let mut check = |s| {
-            if dfa.is_special(s) {
-                self.keyword_state(dfa, s, f);
-            }
-        };
-        let overlap = self.kw_max.saturating_sub(1);
-        let len = hay.len();
-        if len >= 4 * (overlap + 24) {
-            // Four parts; part i begins `overlap` bytes before i·len/4.
-            let q = len / 4;
-            let (p0, p1, p2, p3) = (
-                &hay[..q],
-                &hay[q - overlap..2 * q],
-                &hay[2 * q - overlap..3 * q],
-                &hay[3 * q - overlap..],
-            );
-            let (mut s0, mut s1, mut s2, mut s3) = (start, start, start, start);
-            for (((&a, &b), &c), &d) in p0.iter().zip(p1).zip(p2).zip(p3) {
-                s0 = step(s0, a);
-                s1 = step(s1, b);
-                s2 = step(s2, c);
-                s3 = step(s3, d);
-                check(s0);
-                check(s1);
-                check(s2);
-                check(s3);
-            }
-            let n = p0.len();
-            for (mut s, p) in [(s1, p1), (s2, p2), (s3, p3)] {
-                for &b in &p[n..] {
-                    s = step(s, b);
-                    check(s);
-                }
-            }
-        } else if len >= 2 * (overlap + 24) {
-            let mid = len / 2;
-            let (a, b) = (&hay[..mid], &hay[mid - overlap..]);
-            let (mut sa, mut sb) = (start, start);
-            for (&x, &y) in a.iter().zip(b) {
-                sa = step(sa, x);
-                sb = step(sb, y);
-                check(sa);
-                check(sb);
-            }
-            for &y in &b[a.len()..] {
-                sb = step(sb, y);
-                check(sb);
-            }
-        } else {
-            let mut s = start;
-            for &b in hay {
-                s = step(s, b);
-                check(s);
-            }
-        }
-    }
-
-    #[inline]
-    fn keyword_state(&self, dfa: &DFA, s: aho_corasick::automaton::StateID, f: &mut Fired) {
-        if !dfa.is_match(s) {
-            return;
-        }
-        for i in 0..dfa.match_len(s) {
-            let rules = &self.kw_rules[dfa.match_pattern(s, i).as_usize()];
+        let Some(kw) = &self.kw else { return };
+        kw.for_each(hay, &mut |p| {
+            let rules = &self.kw_rules[p as usize];
             // A keyword without rules is the name of a sensitive JSON key: the JSON path must
             // look at the line.
             f.1 |= rules.is_empty();
             for &r in rules {
                 f.set(r);
             }
-        }
+        });
     }
 
     fn fired(&self, hay: &[u8], st: &Stats) -> Fired {

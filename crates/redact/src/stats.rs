@@ -1,0 +1,274 @@
+//! The byte pass: what gates the personal-data rules (digit shapes, an `@`) and whether a line
+//! needs escaping (controls, bytes ≥ 0x80).
+//!
+//! Every line pays for this pass, so no byte is looked at alone: the flags come from a loop the
+//! compiler turns into vector compares, digits from a bitmask built 8 bytes at a time in a
+//! register (SWAR); only digit groups are then visited one by one, where they end.
+
+use crate::rules::Shape;
+
+/// What the byte pass learned about a haystack.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Stats {
+    /// Bit `Shape as u8` set when that digit shape occurs.
+    pub(crate) shapes: u8,
+    pub(crate) at: bool,
+    /// ASCII controls (other than tab) or DEL.
+    pub(crate) ctrl: bool,
+    /// Bytes ≥ 0x80: UTF-8 must be validated and checked for dangerous code points.
+    pub(crate) high: bool,
+}
+
+/// The byte pass over `hay`.
+pub(crate) fn stats(hay: &[u8]) -> Stats {
+    let (ctrl, high, at) = flags(hay);
+    Stats {
+        shapes: shapes(hay),
+        at,
+        ctrl,
+        high,
+    }
+}
+
+/// Controls (not tab), DEL; bytes ≥ 0x80; `@`. Written so that it compiles to vector compares.
+fn flags(hay: &[u8]) -> (bool, bool, bool) {
+    let (mut c, mut h, mut a) = (0u8, 0u8, 0u8);
+    for &b in hay {
+        c |= u8::from((b < 0x20 && b != b'\t') || b == 0x7f);
+        h |= b;
+        a |= u8::from(b == b'@');
+    }
+    (c != 0, h & 0x80 != 0, a != 0)
+}
+
+const LO: u64 = 0x0101_0101_0101_0101;
+const HI: u64 = 0x8080_8080_8080_8080;
+
+/// Bit `i` set when byte `i` of the 8 bytes in `w` (little endian) is an ASCII digit.
+#[inline(always)]
+fn digit_bits(w: u64) -> u64 {
+    // Digits become 0..=9; a byte is < 10 when adding 0x76 to its low 7 bits leaves the high
+    // bit clear and its own high bit is clear (no carry crosses bytes).
+    let t = w ^ (0x30 * LO);
+    let d = !((t & !HI).wrapping_add(0x76 * LO) | t) & HI;
+    // Gather the eight high bits into one byte.
+    (d >> 7).wrapping_mul(0x0102_0408_1020_4080) >> 56
+}
+
+/// The digit shapes in `hay`: digit groups are found through a bitmask, 64 bytes at a time.
+fn shapes(hay: &[u8]) -> u8 {
+    let mut groups = Groups::new(hay);
+    // Start of a digit group that runs to the end of the previous block.
+    let mut open: Option<usize> = None;
+    let mut visit = |base: usize, block: &[u8; 64]| {
+        let mut digits = 0u64;
+        for (k, w) in block.chunks_exact(8).enumerate() {
+            let w = u64::from_le_bytes(w.try_into().expect("8 bytes"));
+            digits |= digit_bits(w) << (8 * k);
+        }
+        if let Some(s) = open {
+            let run = (!digits).trailing_zeros();
+            if run == 64 {
+                return;
+            }
+            groups.end(s, base + run as usize);
+            open = None;
+            digits &= !0u64 << run;
+        }
+        while digits != 0 {
+            let s = digits.trailing_zeros();
+            let run = (!(digits >> s)).trailing_zeros();
+            if s + run == 64 {
+                open = Some(base + s as usize);
+                return;
+            }
+            groups.end(base + s as usize, base + (s + run) as usize);
+            digits &= !0u64 << (s + run);
+        }
+    };
+    let mut blocks = hay.chunks_exact(64);
+    let mut base = 0;
+    for b in &mut blocks {
+        visit(base, b.try_into().expect("64 bytes"));
+        base += 64;
+    }
+    let tail = blocks.remainder();
+    if !tail.is_empty() {
+        // Padding is a space: no digit.
+        let mut b = [b' '; 64];
+        b[..tail.len()].copy_from_slice(tail);
+        visit(base, &b);
+    }
+    if let Some(s) = open {
+        groups.end(s, hay.len());
+    }
+    groups.shapes
+}
+
+/// Digit groups, in order, and the structure of the run of groups joined by single separators
+/// that the current one belongs to.
+struct Groups<'h> {
+    hay: &'h [u8],
+    shapes: u8,
+    /// Previous group in the run (its length), 0 if none; and the one before.
+    prev_g: u32,
+    prev_prev_g: u32,
+    /// Digits joined by single ' ' or '-'.
+    run_sd: u32,
+    /// Digits joined by single ' '.
+    run_sp: u32,
+    /// Index after the last group (`usize::MAX - 1` before the first).
+    last_end: usize,
+    last_sep: u8,
+    /// Index of the first digit of the run.
+    run_start: usize,
+}
+
+impl<'h> Groups<'h> {
+    fn new(hay: &'h [u8]) -> Self {
+        Self {
+            hay,
+            shapes: 0,
+            prev_g: 0,
+            prev_prev_g: 0,
+            run_sd: 0,
+            run_sp: 0,
+            last_end: usize::MAX - 1,
+            last_sep: 0,
+            run_start: 0,
+        }
+    }
+
+    /// The digits `hay[start..end]` are a group (non-digits on both sides).
+    #[inline(always)]
+    fn end(&mut self, start: usize, end: usize) {
+        let hay = self.hay;
+        let g = (end - start) as u32;
+        let joined = self.last_end != usize::MAX - 1 && start == self.last_end + 1;
+        let sep = if joined { hay[self.last_end] } else { 0 };
+        if !joined {
+            self.prev_g = 0;
+            self.prev_prev_g = 0;
+            self.run_sd = 0;
+            self.run_sp = 0;
+            self.run_start = start;
+        }
+        self.run_sd = if matches!(sep, b' ' | b'-') {
+            self.run_sd + g
+        } else {
+            g
+        };
+        self.run_sp = if sep == b' ' { self.run_sp + g } else { g };
+        // E.164: `+` then a country code, which never starts with 0 (`+0000` is a UTC offset).
+        if start > 0 && hay[start - 1] == b'+' && hay[start] != b'0' {
+            self.shapes |= 1 << Shape::Phone as u8;
+        }
+        if g == 4 && self.prev_g == 3 && matches!(sep, b' ' | b'-' | b'.') {
+            self.shapes |= 1 << Shape::Phone as u8;
+        }
+        if g == 4
+            && self.prev_g == 2
+            && self.prev_prev_g == 3
+            && sep == b'-'
+            && self.last_sep == b'-'
+        {
+            self.shapes |= 1 << Shape::Ssn as u8;
+        }
+        // Card numbers start with 2–6 (Mastercard 2-series, Amex/JCB/Diners, Visa, MC, Discover).
+        if self.run_sd >= 13 && matches!(hay[self.run_start], b'2'..=b'6') {
+            self.shapes |= 1 << Shape::Card as u8;
+        }
+        // An IBAN's digits follow its letters: `DE89…`, `GB29 NWBK 6016…`, `NL91ABNA0417…`.
+        if self.run_sp >= 10 {
+            let before = self.run_start.checked_sub(1).map(|i| hay[i]);
+            let before2 = self.run_start.checked_sub(2).map(|i| hay[i]);
+            if before.is_some_and(|b| b.is_ascii_uppercase())
+                || (before == Some(b' ') && before2.is_some_and(|b| b.is_ascii_uppercase()))
+            {
+                self.shapes |= 1 << Shape::Iban as u8;
+            }
+        }
+        self.prev_prev_g = self.prev_g;
+        self.prev_g = g;
+        self.last_sep = sep;
+        self.last_end = end;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{stats, Groups, Stats};
+    use proptest::prelude::*;
+
+    /// The byte-at-a-time pass this module replaced: the reference.
+    fn reference(hay: &[u8]) -> Stats {
+        let mut g = Groups::new(hay);
+        let mut st = Stats::default();
+        let mut i = 0;
+        while i < hay.len() {
+            let b = hay[i];
+            if b.is_ascii_digit() {
+                let s = i;
+                while i < hay.len() && hay[i].is_ascii_digit() {
+                    i += 1;
+                }
+                g.end(s, i);
+                continue;
+            }
+            st.at |= b == b'@';
+            st.ctrl |= (b < 0x20 && b != b'\t') || b == 0x7f;
+            st.high |= b >= 0x80;
+            i += 1;
+        }
+        st.shapes = g.shapes;
+        st
+    }
+
+    #[test]
+    fn shapes() {
+        let shape = |s: &str| stats(s.as_bytes()).shapes;
+        assert_eq!(shape("call 555-123-4567 now"), 1);
+        assert_eq!(shape("call +44 20 7946 0958"), 1);
+        assert_eq!(shape("ts +0000 x"), 0);
+        assert_eq!(shape("ssn 078-05-1120"), 2);
+        assert_eq!(shape("card 4111 1111 1111 1111"), 4);
+        assert_eq!(shape("iban DE89 3704 0044 0532 0130 00"), 8);
+        assert_eq!(shape("2026-11-25T16:01:02.123Z level=info"), 0);
+    }
+
+    #[test]
+    fn groups_across_blocks() {
+        for at in 50..80 {
+            let mut s = "x".repeat(at);
+            s.push_str("4111 1111 1111 1111");
+            s.push_str(&"y".repeat(30));
+            assert_eq!(stats(s.as_bytes()), reference(s.as_bytes()), "{at}");
+            assert_eq!(stats(s.as_bytes()).shapes, 4, "{at}");
+        }
+        let long = "1".repeat(200);
+        assert_eq!(stats(long.as_bytes()), reference(long.as_bytes()));
+    }
+
+    #[test]
+    fn digit_bits_exact() {
+        for b in 0..=255u8 {
+            let w = u64::from_le_bytes([b'x', b, b'x', b'x', b'x', b'x', b'x', b]);
+            let want = if b.is_ascii_digit() { 0b1000_0010 } else { 0 };
+            assert_eq!(super::digit_bits(w), want, "{b:#x}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn same_as_reference(v in proptest::collection::vec(
+            prop_oneof![
+                Just(b'0'), Just(b'4'), Just(b'9'), Just(b' '), Just(b'-'), Just(b'.'),
+                Just(b'+'), Just(b'@'), Just(b'D'), Just(b'E'), Just(b'a'), Just(b'\t'),
+                Just(b'\n'), Just(0x7f), Just(0xc3), Just(b'/'), Just(b'(')
+            ],
+            0..300,
+        )) {
+            prop_assert_eq!(stats(&v), reference(&v));
+        }
+    }
+}
