@@ -105,6 +105,13 @@ curl -s http://127.0.0.1:19464/metrics | grep -E '^brainbox_(sensor_kernel|watch
 
 for seg in "$ROOT"/scripts/demo.d/*.sh; do
   [ -e "$seg" ] || continue
+  if [ -n "${AGENT_PID:-}" ] && grep -q '^# demo-own-agent' "$seg"; then
+    # From here on, segments start node agents of their own (one per lab). Two agents watching
+    # the same containers would both respond to one attack (this one would recycle what a
+    # segment isolates), so this one stops.
+    kill "$AGENT_PID" 2>/dev/null && wait "$AGENT_PID" 2>/dev/null || true
+    AGENT_PID=
+  fi
   step "$(sed -n 's/^# demo: //p' "$seg" | head -1)"
   bash "$seg"
 done
