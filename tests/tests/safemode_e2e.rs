@@ -69,8 +69,8 @@ fn missed_checkin_closes_every_brainboxs_egress_and_a_checkin_reopens_it() {
     let _g = lock();
     let nats = brainbox_alerts::testkit::NatsServer::start();
     let url = nats.url();
-    let (ok, out) = ctl(&url, &["checkin"]);
-    assert!(ok, "checkin: {out}");
+    // No check-in before the lab: a stored one counts from its own time, and starting the lab
+    // takes a good part of the short interval. The agent's start-up grace covers the setup.
     let mut lab = lab_with_safety("close_egress", &url);
     let (side, agent) = lab.pod("sm").unwrap();
     let orch = lab.service("orch", "orchestrator", 8080, "orch").unwrap();
@@ -133,8 +133,8 @@ fn missed_checkin_freezes_every_brainbox_and_a_checkin_thaws_them() {
     let _g = lock();
     let nats = brainbox_alerts::testkit::NatsServer::start();
     let url = nats.url();
-    let (ok, out) = ctl(&url, &["checkin"]);
-    assert!(ok, "checkin: {out}");
+    // No check-in before the lab: a stored one counts from its own time, and starting the lab
+    // takes a good part of the short interval. The agent's start-up grace covers the setup.
     let mut lab = lab_with_safety("freeze", &url);
     let (side, agent) = lab.pod("fz").unwrap();
     let dirs = [side.cgroup_dir().unwrap(), agent.cgroup_dir().unwrap()];

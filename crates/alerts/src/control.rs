@@ -499,14 +499,18 @@ impl ControlPlane {
         self.get(ACKS_BUCKET, &subject_token(id)).await
     }
 
-    /// Watches a bucket for changes, yielding `(key, value bytes)`; `None` bytes for deletes.
+    /// Watches a bucket: the latest value of every key, then every change, as `(key, value
+    /// bytes)`; `None` bytes for deletes.
     pub async fn watch(
         &self,
         bucket: &str,
     ) -> Result<impl futures_util::Stream<Item = (String, Option<Bytes>)>, ControlError> {
         let b = self.bucket(bucket).await?;
+        // The latest value of every key first, then changes: a starting agent (or one whose
+        // watch reopens after an outage) learns a `safe-mode on` or a check-in made while it
+        // was away. Replays are recognised by the values' own times (see the monitor).
         let w = b
-            .watch_all()
+            .watch_with_history(">")
             .await
             .map_err(|e| op(format!("watch {bucket}"))(e.to_string()))?;
         Ok(w.filter_map(|e| async move {

@@ -123,6 +123,8 @@ async fn run<A: Actuator>(
     let mut checkins: Option<KvStream> = None;
     let mut commands: Option<KvStream> = None;
     let mut last_checkin: Option<String> = None;
+    let mut applied_checkin: Option<SystemTime> = None;
+    let mut applied_commands: std::collections::HashMap<String, SystemTime> = Default::default();
     let mut since: Option<String> = None;
     let mut ticker = tokio::time::interval(cfg.tick);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -141,11 +143,27 @@ async fn run<A: Actuator>(
                 m.tick(Instant::now())
             }
             e = next_or_pending(&mut checkins) => match e {
+                // The store replays its last value whenever a watch (re)opens: at agent start
+                // and after every NATS outage. A check-in counts from its own time, and once.
                 Some((k, Some(v))) if k == CHECKIN_KEY => {
-                    last_checkin = serde_json::from_slice::<crate::control::Checkin>(&v)
-                        .ok()
-                        .map(|c| c.time);
-                    m.checkin(Instant::now())
+                    match serde_json::from_slice::<crate::control::Checkin>(&v) {
+                        Ok(c) => match humantime::parse_rfc3339_weak(&c.time) {
+                            Ok(t) if applied_checkin.is_none_or(|a| t > a) => {
+                                applied_checkin = Some(t);
+                                last_checkin = Some(c.time);
+                                m.checkin_aged(age_of(t), Instant::now())
+                            }
+                            Ok(_) => Change::None,
+                            Err(e) => {
+                                tracing::warn!(error = %e, "ignoring a check-in with a malformed time");
+                                Change::None
+                            }
+                        },
+                        Err(e) => {
+                            tracing::warn!(error = %e, "ignoring a malformed check-in");
+                            Change::None
+                        }
+                    }
                 }
                 Some(_) => Change::None,
                 None => { checkins = None; Change::None }
@@ -154,8 +172,20 @@ async fn run<A: Actuator>(
                 Some((k, Some(v))) if k == own_key || k == all_key => {
                     match serde_json::from_slice::<SafeModeCommand>(&v) {
                         Ok(c) => {
-                            tracing::info!(on = c.on, by = %c.by, reason = %c.reason, "operator safe-mode command");
-                            m.operator(c.on, Instant::now())
+                            let t = humantime::parse_rfc3339_weak(&c.time).ok();
+                            if t.is_some() && applied_commands.get(&k).copied() >= t {
+                                // A replay of a command already applied.
+                                Change::None
+                            } else {
+                                if let Some(t) = t {
+                                    applied_commands.insert(k.clone(), t);
+                                }
+                                // Without a readable time, `off` is treated as stale (no
+                                // check-in); `on` always holds.
+                                let age = t.map_or(Duration::MAX, age_of);
+                                tracing::info!(on = c.on, by = %c.by, reason = %c.reason, time = %c.time, "operator safe-mode command");
+                                m.operator_aged(c.on, age, Instant::now())
+                            }
                         }
                         Err(e) => {
                             tracing::warn!(key = %k, error = %e, "ignoring a malformed safe-mode command");
@@ -225,4 +255,9 @@ async fn run<A: Actuator>(
             }
         }
     }
+}
+
+/// How long ago `t` was (zero if it is ahead of this clock: clocks differ a little).
+fn age_of(t: SystemTime) -> Duration {
+    SystemTime::now().duration_since(t).unwrap_or_default()
 }

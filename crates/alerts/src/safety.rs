@@ -65,6 +65,8 @@ pub enum Change {
 pub struct SafetyMachine {
     policy: SafetyPolicy,
     last_checkin: Instant,
+    /// Whether `last_checkin` is a real check-in (else it is the start-up grace).
+    checkin_known: bool,
     reasons: BTreeSet<Reason>,
 }
 
@@ -74,6 +76,7 @@ impl SafetyMachine {
         Self {
             policy,
             last_checkin: now,
+            checkin_known: false,
             reasons: BTreeSet::new(),
         }
     }
@@ -127,9 +130,22 @@ impl SafetyMachine {
         })
     }
 
-    /// The operator checked in.
+    /// The operator checked in just now.
     pub fn checkin(&mut self, now: Instant) -> Change {
-        self.last_checkin = now;
+        self.checkin_aged(Duration::ZERO, now)
+    }
+
+    /// A check-in made `age` ago (its own timestamp, as stored). A stale one, as replayed from
+    /// the store when the agent (re)starts, does not restart the interval: if it is older than
+    /// the interval, the switch fires now. A restart of the agent or of NATS can therefore never
+    /// postpone the dead-man switch.
+    pub fn checkin_aged(&mut self, age: Duration, now: Instant) -> Change {
+        if self.policy.checkin_interval().is_some_and(|i| age >= i) {
+            return self.apply(|r| {
+                r.insert(Reason::DeadMan);
+            });
+        }
+        self.note_checkin(now.checked_sub(age).unwrap_or(now));
         let lift = self.policy.lift == Lift::Checkin;
         self.apply(|r| {
             if lift {
@@ -138,20 +154,41 @@ impl SafetyMachine {
         })
     }
 
-    /// The operator commanded safe mode on or off.
-    pub fn operator(&mut self, on: bool, now: Instant) -> Change {
-        if on {
-            self.apply(|r| {
-                r.insert(Reason::Operator);
-            })
+    /// The first check-in the node learns of replaces the start-up grace; later ones only move
+    /// the interval forward.
+    fn note_checkin(&mut self, at: Instant) {
+        self.last_checkin = if self.checkin_known {
+            self.last_checkin.max(at)
         } else {
-            // An operator giving commands is present: this is a check-in too.
-            self.last_checkin = now;
-            self.apply(|r| {
-                r.remove(&Reason::Operator);
-                r.remove(&Reason::DeadMan);
-            })
+            at
+        };
+        self.checkin_known = true;
+    }
+
+    /// The operator commanded safe mode on or off just now.
+    pub fn operator(&mut self, on: bool, now: Instant) -> Change {
+        self.operator_aged(on, Duration::ZERO, now)
+    }
+
+    /// A command given `age` ago. `off` counts as a check-in (an operator giving commands is
+    /// present) and clears a dead-man latch, but only while it is younger than the interval:
+    /// a stale `off` replayed from the store only says the operator's own reason is gone.
+    pub fn operator_aged(&mut self, on: bool, age: Duration, now: Instant) -> Change {
+        if on {
+            return self.apply(|r| {
+                r.insert(Reason::Operator);
+            });
         }
+        let current = self.policy.checkin_interval().is_none_or(|i| age < i);
+        if current {
+            self.note_checkin(now.checked_sub(age).unwrap_or(now));
+        }
+        self.apply(|r| {
+            r.remove(&Reason::Operator);
+            if current {
+                r.remove(&Reason::DeadMan);
+            }
+        })
     }
 
     /// The alert path was lost (NATS down and spool full or broken) or regained.
@@ -219,6 +256,44 @@ mod tests {
             Change::None,
             "off counts as a check-in"
         );
+    }
+
+    #[test]
+    fn stored_checkins_count_from_their_own_time_not_from_the_agent_start() {
+        let t0 = Instant::now() + 100 * S;
+        // The stored check-in is 3 s old when the agent starts: 7 s left, not 10.
+        let mut m = SafetyMachine::new(policy(Lift::Checkin), t0);
+        assert_eq!(m.checkin_aged(3 * S, t0), Change::None);
+        assert_eq!(m.deadline(), Some(t0 + 7 * S));
+        // Older than the interval (the operator went quiet before a restart): fires at once,
+        // and the stale value does not lift it.
+        let mut m = SafetyMachine::new(policy(Lift::Checkin), t0);
+        assert_eq!(
+            m.checkin_aged(11 * S, t0),
+            Change::Entered {
+                action: SafeAction::Freeze,
+                reasons: vec![Reason::DeadMan]
+            }
+        );
+        assert!(m.active());
+        // A fresh check-in lifts it.
+        assert_eq!(m.checkin(t0 + S), Change::Left);
+        // A late-delivered older check-in does not move the interval back.
+        assert_eq!(m.checkin_aged(5 * S, t0 + 2 * S), Change::None);
+        assert_eq!(m.deadline(), Some(t0 + 11 * S));
+    }
+
+    #[test]
+    fn a_stale_off_command_neither_counts_as_a_checkin_nor_lifts_the_dead_man() {
+        let t0 = Instant::now() + 100 * S;
+        let mut m = SafetyMachine::new(policy(Lift::Operator), t0);
+        assert!(matches!(m.tick(t0 + 10 * S), Change::Entered { .. }));
+        // `safe-mode off` from an hour ago, replayed by the store after a NATS outage.
+        assert_eq!(m.operator_aged(false, 3600 * S, t0 + 11 * S), Change::None);
+        assert!(m.active());
+        // A new one lifts it and counts as a check-in.
+        assert_eq!(m.operator_aged(false, S, t0 + 12 * S), Change::Left);
+        assert_eq!(m.deadline(), Some(t0 + 21 * S));
     }
 
     #[test]

@@ -205,3 +205,49 @@ async fn nats_down_and_spool_full_puts_the_node_into_safe_mode() -> Result<()> {
     ptask.join().await;
     Ok(())
 }
+
+/// The stored check-in counts from its own time: an agent (re)starting after the operator went
+/// quiet enters safe mode at once instead of granting itself a fresh interval, so restarting the
+/// agent (or NATS, which replays the stored value) cannot postpone the dead-man switch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_stored_checkin_fires_the_dead_man_switch_at_start() -> Result<()> {
+    let nats = NatsServer::start();
+    let client = async_nats::connect(nats.url()).await?;
+    let cp = ControlPlane::from_client(client.clone());
+    let hour_ago = std::time::SystemTime::now() - Duration::from_secs(3600);
+    cp.checkin(&Checkin {
+        operator: "alice".into(),
+        time: humantime::format_rfc3339_millis(hour_ago).to_string(),
+    })
+    .await?;
+    let rec = Recorder::default();
+    let policy = SafetyPolicy {
+        checkin_interval_secs: Some(600),
+        action: SafeAction::CloseEgress,
+        on_alert_path_lost: false,
+        lift: Lift::Checkin,
+    };
+    let (state, task) = monitor::spawn(
+        MonitorConfig {
+            node: "node-b".into(),
+            policy,
+            tick: Duration::from_millis(100),
+        },
+        cp.clone(),
+        client.clone(),
+        None,
+        rec.clone(),
+    );
+    // Ten minutes of interval, but the last check-in is an hour old: safe mode now.
+    rec.wait_for(1, "enter close_egress dead_man").await?;
+    ensure!(state.borrow().safe_mode);
+    // A fresh check-in lifts it.
+    cp.checkin(&Checkin {
+        operator: "alice".into(),
+        time: humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
+    })
+    .await?;
+    rec.wait_for(2, "leave").await?;
+    task.abort();
+    Ok(())
+}
