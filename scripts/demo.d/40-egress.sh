@@ -50,11 +50,14 @@ show "POST to the allowed path" -X POST -d x "http://127.0.0.1:$UP/index.html"
 show "cloud metadata 169.254.169.254" "http://169.254.169.254/latest/meta-data/"
 show "unknown host example.com" "http://example.com/"
 show "CONNECT tunnel to the GET-only host" -p "http://127.0.0.1:$UP/index.html"
+# A token in a URL path (refused here, but recorded): the audit record never holds it.
+show "a GitHub token in the path" "http://127.0.0.1:$UP/upload/ghp_R8x2Kq9LmN4pZ7vT1wY6bC3dF5gH0jA2sE9u?sig=x"
 sleep 0.3
 echo "audit records (redacted, one per decision):"
 python3 - "$W/audit.jsonl" <<'PY'
 import json, sys
 for l in open(sys.argv[1]):
     e = json.loads(l)
-    print(f"  {e['verdict']:6} {e['reason']:22} {e.get('method', e['request'].upper()):7} {e['host']}:{e['port']}{e.get('path','')}")
+    tag = f"  [{e['redaction']}]" if e.get('redaction') else ""
+    print(f"  {e['verdict']:6} {e['reason']:22} {e.get('method', e['request'].upper()):7} {e['host']}:{e['port']}{e.get('path','')}{tag}")
 PY

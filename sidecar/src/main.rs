@@ -137,15 +137,24 @@ async fn run(cfg: SidecarConfig) -> anyhow::Result<()> {
         Some(id) => tokio::spawn(brainbox_sidecar::svid::run(cfg.svid.clone(), id.clone())),
         None => tokio::spawn(std::future::pending()),
     };
+    // One redaction engine for the log pipeline and the proxy's audit records.
+    let engine = Arc::new(brainbox_sidecar::redact::engine_from_config(&cfg.redact)?);
     let _egress = if cfg.egress.enabled {
-        Some(brainbox_sidecar::egress::start_from_config(&cfg.egress, &mut registry).await?)
+        Some(
+            brainbox_sidecar::egress::start_from_config(&cfg.egress, engine.clone(), &mut registry)
+                .await?,
+        )
     } else {
         None
     };
     // The redaction pipeline binds its socket here, before the seccomp filter goes on.
-    let mut redact =
-        brainbox_sidecar::redact::start_from_config(&cfg.redact, &cfg.pod_name, &mut registry)
-            .await?;
+    let mut redact = brainbox_sidecar::redact::start_from_config(
+        &cfg.redact,
+        engine,
+        &cfg.pod_name,
+        &mut registry,
+    )
+    .await?;
     if let Some(addr) = cfg.metrics.addr("metrics")? {
         let (bound, _task) =
             brainbox_common::metrics::serve(addr, Arc::new(registry), health).await?;

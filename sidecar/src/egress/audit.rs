@@ -4,7 +4,10 @@
 //! carry user-info (such requests are refused before they are recorded), and header values are
 //! never recorded. The JSON-lines writer runs on its own thread and batches writes, so auditing
 //! costs the proxy one bounded-channel send per decision; a full channel drops the record and
-//! counts the drop in `brainbox_egress_audit_dropped_total`, never silently.
+//! counts the drop in `brainbox_egress_audit_dropped_total`, never silently. Before a record is
+//! written, the writer runs the sidecar's redaction engine over the host and path (a token in a
+//! URL path, or smuggled into a host name, becomes `[REDACTED:<kind>:<fp>]`), off the proxy's
+//! hot path, and marks the record with the classification (`"redaction":"secret"`).
 
 use super::policy::Verdict;
 use prometheus_client::{
@@ -61,6 +64,9 @@ pub struct AuditEvent {
     pub rule: Option<Arc<str>>,
     /// The agent's address.
     pub client: SocketAddr,
+    /// What the redaction engine found in the host or path (`secret`, `pii`, ...), if anything.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redaction: Option<&'static str>,
 }
 
 impl AuditEvent {
@@ -79,6 +85,25 @@ impl AuditEvent {
             cut -= 1;
         }
         format!("{}…", &p[..cut])
+    }
+
+    /// Runs `engine` over the fields that come from the agent's request (host and path).
+    pub fn redact(&mut self, engine: &brainbox_redact::Engine) {
+        let mut class = brainbox_redact::Class::default();
+        let mut one = |s: &mut String| {
+            let r = engine.redact_text(s);
+            if r.changed() {
+                class = class.union(r.class);
+                *s = r.text.into_owned();
+            }
+        };
+        one(&mut self.host);
+        if let Some(p) = self.path.as_mut() {
+            one(p);
+        }
+        if !class.is_clean() {
+            self.redaction = Some(class.tag());
+        }
     }
 
     /// Now in Unix milliseconds.
@@ -119,8 +144,14 @@ pub struct JsonLinesAudit {
 }
 
 impl JsonLinesAudit {
-    /// Starts the writer: `path` empty or `-` is stdout. `capacity` bounds the queue.
-    pub fn start(path: &str, capacity: usize, dropped: Counter) -> std::io::Result<Self> {
+    /// Starts the writer: `path` empty or `-` is stdout. `capacity` bounds the queue. With
+    /// `engine`, every record's host and path are redacted before they are written.
+    pub fn start(
+        path: &str,
+        capacity: usize,
+        dropped: Counter,
+        engine: Option<Arc<brainbox_redact::Engine>>,
+    ) -> std::io::Result<Self> {
         let out: Box<dyn Write + Send> = if path.is_empty() || path == "-" {
             Box::new(std::io::stdout())
         } else {
@@ -134,12 +165,16 @@ impl JsonLinesAudit {
         let (tx, rx) = mpsc::sync_channel::<AuditEvent>(capacity);
         std::thread::Builder::new()
             .name("egress-audit".into())
-            .spawn(move || write_loop(rx, out))?;
+            .spawn(move || write_loop(rx, out, engine))?;
         Ok(Self { tx, dropped })
     }
 }
 
-fn write_loop(rx: mpsc::Receiver<AuditEvent>, out: Box<dyn Write + Send>) {
+fn write_loop(
+    rx: mpsc::Receiver<AuditEvent>,
+    out: Box<dyn Write + Send>,
+    engine: Option<Arc<brainbox_redact::Engine>>,
+) {
     let mut w = std::io::BufWriter::with_capacity(64 * 1024, out);
     let mut line = Vec::with_capacity(512);
     // Drain in batches and sleep between them rather than blocking in `recv`: a blocked receiver
@@ -148,7 +183,10 @@ fn write_loop(rx: mpsc::Receiver<AuditEvent>, out: Box<dyn Write + Send>) {
         let mut wrote = false;
         loop {
             match rx.try_recv() {
-                Ok(ev) => {
+                Ok(mut ev) => {
+                    if let Some(e) = &engine {
+                        ev.redact(e);
+                    }
                     line.clear();
                     if serde_json::to_writer(&mut line, &ev).is_ok() {
                         line.push(b'\n');
@@ -262,7 +300,8 @@ mod tests {
     fn json_lines_are_written_in_batches() {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("audit.jsonl");
-        let sink = JsonLinesAudit::start(f.to_str().unwrap(), 16, Counter::default()).unwrap();
+        let sink =
+            JsonLinesAudit::start(f.to_str().unwrap(), 16, Counter::default(), None).unwrap();
         for port in [1, 2, 3] {
             sink.record(AuditEvent {
                 kind: "egress_decision",
@@ -279,6 +318,7 @@ mod tests {
                 policy: None,
                 rule: None,
                 client: "127.0.0.1:9".parse().unwrap(),
+                redaction: None,
             });
         }
         let mut text = String::new();
@@ -293,6 +333,66 @@ mod tests {
         assert!(
             text.contains("\"path\":\"/x\"") && !text.contains("secret"),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn secrets_in_hosts_and_paths_are_redacted_before_they_are_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("audit.jsonl");
+        let engine = brainbox_redact::Engine::builder()
+            .key(brainbox_redact::FingerprintKey::from_bytes([7; 32]))
+            .build()
+            .unwrap();
+        let sink = JsonLinesAudit::start(
+            f.to_str().unwrap(),
+            16,
+            Counter::default(),
+            Some(Arc::new(engine)),
+        )
+        .unwrap();
+        let token = "ghp_R8x2Kq9LmN4pZ7vT1wY6bC3dF5gH0jA2sE9u";
+        let ev = |host: &str, path: &str| AuditEvent {
+            kind: "egress_decision",
+            time_ms: 1,
+            request: "http",
+            verdict: "allow",
+            reason: "allowed",
+            host: host.into(),
+            port: 443,
+            method: Some("GET".into()),
+            path: Some(AuditEvent::redact_path(path.as_bytes())),
+            addr: None,
+            spiffe_id: None,
+            policy: None,
+            rule: None,
+            client: "127.0.0.1:9".parse().unwrap(),
+            redaction: None,
+        };
+        sink.record(ev("api.github.com", &format!("/repos/x/{token}/pulls")));
+        sink.record(ev(&format!("{token}.exfil.example"), "/"));
+        sink.record(ev("api.github.com", "/repos/x/y/pulls"));
+        let mut text = String::new();
+        for _ in 0..200 {
+            text = std::fs::read_to_string(&f).unwrap_or_default();
+            if text.lines().count() == 3 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3, "{text}");
+        assert!(!text.contains(token), "{text}");
+        for l in &lines[..2] {
+            assert!(
+                l.contains("[REDACTED:") && l.contains("\"redaction\":\"secret\""),
+                "{l}"
+            );
+        }
+        assert!(
+            lines[2].contains("\"path\":\"/repos/x/y/pulls\"") && !lines[2].contains("redaction"),
+            "{}",
+            lines[2]
         );
     }
 

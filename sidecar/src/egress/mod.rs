@@ -56,9 +56,10 @@ pub enum EgressError {
 }
 
 /// Starts the proxy as `[egress]` says: identity from the SVID file or `spiffe_id`, audit records
-/// as JSON lines, metrics registered in `registry`.
+/// as JSON lines (their host and path redacted by `engine`), metrics registered in `registry`.
 pub async fn start_from_config(
     cfg: &EgressConfig,
+    engine: Arc<brainbox_redact::Engine>,
     registry: &mut prometheus_client::registry::Registry,
 ) -> Result<EgressHandle, EgressError> {
     let identity: Arc<dyn identity::IdentitySource> = if cfg.svid_file.is_empty() {
@@ -72,6 +73,7 @@ pub async fn start_from_config(
         &cfg.audit_log,
         cfg.limits.audit_queue,
         metrics.audit_dropped.clone(),
+        Some(engine),
     )
     .map_err(|source| EgressError::Audit {
         path: PathBuf::from(&cfg.audit_log),

@@ -389,6 +389,7 @@ impl Conn<'_> {
             policy: policy.map(|p| p.name.clone()),
             rule: policy.and_then(|p| d.rule.and_then(|r| p.rules.get(r).map(|r| r.label.clone()))),
             client: self.peer,
+            redaction: None,
         });
     }
 

@@ -97,16 +97,13 @@ pub fn build_engine(args: &RedactArgs) -> Result<Engine, RedactError> {
 /// when the section is absent. Used by `brainbox-sidecar run`.
 pub async fn start_from_config(
     cfg: &crate::config::RedactConfig,
+    engine: Arc<Engine>,
     pod: &str,
     registry: &mut prometheus_client::registry::Registry,
 ) -> Result<Option<pipeline::Pipeline>, RedactError> {
     let Some(section) = &cfg.pipeline else {
         return Ok(None);
     };
-    let engine = Arc::new(engine_from(
-        cfg.rules_dir.as_deref(),
-        cfg.key_file.as_deref(),
-    )?);
     let p = pipeline::Pipeline::start(engine.clone(), section.to_pipeline(pod)).await?;
     p.stats
         .register(registry.sub_registry_with_prefix("brainbox"));
@@ -118,6 +115,12 @@ pub async fn start_from_config(
         "redaction pipeline running"
     );
     Ok(Some(p))
+}
+
+/// The engine `[redact]` describes (rules folder, fingerprint key), shared by the log pipeline
+/// and the egress proxy's audit records so that one secret has one fingerprint in both.
+pub fn engine_from_config(cfg: &crate::config::RedactConfig) -> Result<Engine, RedactError> {
+    engine_from(cfg.rules_dir.as_deref(), cfg.key_file.as_deref())
 }
 
 fn engine_from(
