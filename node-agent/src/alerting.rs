@@ -20,6 +20,8 @@ pub struct AlertsConfig {
     pub enabled: bool,
     /// NATS server.
     pub nats_url: String,
+    /// `[alerts.nats_auth]`: credentials (files) and the CA for a `tls://` server.
+    pub nats_auth: brainbox_common::nats::NatsAuth,
     /// The on-disk spool used while NATS is unreachable.
     pub spool_dir: PathBuf,
     /// How often safe mode re-checks the dead-man clock and republishes the node's state (ms).
@@ -31,6 +33,7 @@ impl Default for AlertsConfig {
         Self {
             enabled: true,
             nats_url: "nats://127.0.0.1:4222".into(),
+            nats_auth: Default::default(),
             spool_dir: PathBuf::from("/var/lib/brainbox/spool"),
             safety_tick_ms: 1000,
         }
@@ -76,7 +79,8 @@ pub struct AlertPath {
 impl AlertPath {
     /// Starts the publisher (NATS need not be up: alerts are spooled until it is).
     pub async fn start(cfg: &AlertsConfig, metrics: AlertMetrics) -> Result<Self, String> {
-        let pc = PublisherConfig::new(&cfg.nats_url, &cfg.spool_dir);
+        let mut pc = PublisherConfig::new(&cfg.nats_url, &cfg.spool_dir);
+        pc.auth = cfg.nats_auth.clone();
         let (publisher, _task) = Publisher::start(pc, metrics)
             .await
             .map_err(|e| e.to_string())?;

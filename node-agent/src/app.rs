@@ -237,7 +237,7 @@ pub async fn run(cfg: AgentConfig) -> Result<(), RunError> {
     // One control-plane connection for revocations and safe mode, only with alerts on.
     let control_client = if cfg.alerts.enabled {
         Some(
-            crate::safety::safemode::control_client(&cfg.alerts.nats_url)
+            crate::safety::safemode::control_client(&cfg.alerts.nats_url, &cfg.alerts.nats_auth)
                 .await
                 .map_err(|e| RunError::Unavailable(format!("control plane: {e}")))?,
         )

@@ -206,6 +206,10 @@ impl Default for EventsConfig {
 impl Validate for AgentConfig {
     fn validate(&self) -> Result<(), ConfigError> {
         self.log.validate("log")?;
+        self.alerts
+            .nats_auth
+            .validate("alerts.nats_auth")
+            .map_err(|e| ConfigError::invalid("alerts.nats_auth", e))?;
         self.metrics.addr("metrics")?;
         let rb = self.sensor.ring_buffer_bytes;
         if !rb.is_power_of_two() || rb < 4096 {

@@ -29,6 +29,29 @@ pub struct NatsArg {
     /// Give up connecting after this many seconds.
     #[arg(long, default_value_t = 5)]
     connect_timeout: u64,
+    /// NATS user (with --nats-password-file).
+    #[arg(long, env = "BRAINBOX_NATS_USER", default_value = "")]
+    nats_user: String,
+    /// File holding the NATS user's password.
+    #[arg(long, env = "BRAINBOX_NATS_PASSWORD_FILE", default_value = "")]
+    nats_password_file: std::path::PathBuf,
+    /// File holding a NATS token (instead of a user and password).
+    #[arg(long, env = "BRAINBOX_NATS_TOKEN_FILE", default_value = "")]
+    nats_token_file: std::path::PathBuf,
+    /// PEM CA of the NATS server's certificate (TLS becomes required).
+    #[arg(long, env = "BRAINBOX_NATS_CA", default_value = "")]
+    nats_ca: std::path::PathBuf,
+}
+
+impl NatsArg {
+    fn auth(&self) -> brainbox_common::nats::NatsAuth {
+        brainbox_common::nats::NatsAuth {
+            user: self.nats_user.clone(),
+            password_file: self.nats_password_file.clone(),
+            token_file: self.nats_token_file.clone(),
+            ca_file: self.nats_ca.clone(),
+        }
+    }
 }
 
 /// Who is speaking (recorded in check-ins, commands and acknowledgements).
@@ -222,7 +245,7 @@ pub(crate) fn runtime() -> tokio::runtime::Runtime {
 }
 
 pub(crate) async fn control(n: &NatsArg) -> Result<ControlPlane, i32> {
-    ControlPlane::connect(&n.nats, Duration::from_secs(n.connect_timeout))
+    ControlPlane::connect_with(&n.nats, &n.auth(), Duration::from_secs(n.connect_timeout))
         .await
         .map_err(|e| {
             eprintln!("brainboxctl: {e}");
@@ -376,10 +399,17 @@ async fn tail(o: TailOpts) -> Result<i32, i32> {
         eprintln!("brainboxctl: {e}");
         exit::UNAVAILABLE
     };
+    let opts = o
+        .nats
+        .auth()
+        .apply(async_nats::ConnectOptions::new())
+        .map_err(|e| {
+            eprintln!("brainboxctl: {e}");
+            exit::USAGE
+        })?;
     let client = tokio::time::timeout(
         Duration::from_secs(o.nats.connect_timeout),
-        async_nats::ConnectOptions::new()
-            .name("brainboxctl")
+        opts.name("brainboxctl")
             .connection_timeout(Duration::from_secs(o.nats.connect_timeout))
             .connect(o.nats.nats.as_str()),
     )

@@ -242,16 +242,26 @@ pub struct ControlPlane {
 }
 
 impl ControlPlane {
-    /// Connects to NATS at `url`, failing after `timeout` rather than waiting forever.
+    /// Connects to NATS at `url` anonymously, failing after `timeout` rather than waiting
+    /// forever.
     pub async fn connect(url: &str, timeout: Duration) -> Result<Self, ControlError> {
+        Self::connect_with(url, &Default::default(), timeout).await
+    }
+
+    /// Connects to NATS at `url` with `auth`, failing after `timeout`.
+    pub async fn connect_with(
+        url: &str,
+        auth: &brainbox_common::nats::NatsAuth,
+        timeout: Duration,
+    ) -> Result<Self, ControlError> {
         let err = |reason: String| ControlError::Connect {
             url: url.to_owned(),
             reason,
         };
+        let opts = auth.apply(async_nats::ConnectOptions::new()).map_err(err)?;
         let client = tokio::time::timeout(
             timeout,
-            async_nats::ConnectOptions::new()
-                .name("brainbox-control")
+            opts.name("brainbox-control")
                 .connection_timeout(timeout)
                 .connect(url),
         )

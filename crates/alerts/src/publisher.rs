@@ -45,6 +45,8 @@ pub const DEFAULT_PREFIX: &str = "brainbox.alerts";
 pub struct PublisherConfig {
     /// NATS server URL.
     pub nats_url: String,
+    /// Credentials and TLS trust for NATS.
+    pub auth: brainbox_common::nats::NatsAuth,
     /// JetStream stream name.
     pub stream: String,
     /// Subject prefix.
@@ -79,6 +81,7 @@ impl PublisherConfig {
     pub fn new(nats_url: &str, spool_dir: impl Into<std::path::PathBuf>) -> Self {
         Self {
             nats_url: nats_url.to_owned(),
+            auth: Default::default(),
             stream: DEFAULT_STREAM.to_owned(),
             subject_prefix: DEFAULT_PREFIX.to_owned(),
             spool: SpoolConfig::new(spool_dir),
@@ -251,7 +254,14 @@ impl Publisher {
         // backoff when NATS is demonstrably back.
         let reconnected = std::sync::Arc::new(tokio::sync::Notify::new());
         let notify = reconnected.clone();
-        let client = ConnectOptions::new()
+        let opts = cfg
+            .auth
+            .apply(ConnectOptions::new())
+            .map_err(|e| StartError::Url {
+                url: url.clone(),
+                reason: e,
+            })?;
+        let client = opts
             .event_callback(move |e| {
                 let notify = notify.clone();
                 async move {

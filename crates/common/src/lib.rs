@@ -3,6 +3,8 @@
 
 pub mod config;
 pub mod metrics;
+#[cfg(feature = "nats")]
+pub mod nats;
 pub mod telemetry;
 
 /// Exit code for a bad configuration or command line (`EX_USAGE` from sysexits.h).

@@ -206,8 +206,11 @@ impl Actuator for NodeActuator {
 /// Connects the node's control-plane client without waiting for NATS: when NATS is down at
 /// start, the client keeps retrying in the background and safe mode still works from the clock
 /// and the alert path's state.
-pub async fn control_client(url: &str) -> Result<async_nats::Client, String> {
-    async_nats::ConnectOptions::new()
+pub async fn control_client(
+    url: &str,
+    auth: &brainbox_common::nats::NatsAuth,
+) -> Result<async_nats::Client, String> {
+    auth.apply(async_nats::ConnectOptions::new())?
         .name("brainbox-node-agent-safety")
         .retry_on_initial_connect()
         .connection_timeout(Duration::from_secs(2))

@@ -85,8 +85,10 @@ pub enum FormatName {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct NatsSection {
-    /// Server URL (`nats://host:4222`).
+    /// Server URL (`nats://host:4222`, or `tls://` with `nats_auth.ca_file`).
     pub url: String,
+    /// `[redact.pipeline.nats.nats_auth]`: credentials (files) and the server's CA.
+    pub nats_auth: brainbox_common::nats::NatsAuth,
     /// Subject the redacted lines are published to.
     pub subject: String,
     /// JetStream stream that holds `subject`; every batch waits for its ack.
@@ -114,6 +116,7 @@ impl Default for NatsSection {
     fn default() -> Self {
         Self {
             url: String::new(),
+            nats_auth: Default::default(),
             subject: String::new(),
             stream: "BRAINBOX_LOGS".into(),
             create_stream: true,
@@ -193,7 +196,7 @@ impl PipelineSection {
             OutputKind::File => {
                 pipeline::Output::File(self.output_file.clone().unwrap_or_default())
             }
-            OutputKind::Nats => pipeline::Output::Nats(self.nats.to_sink(pod)),
+            OutputKind::Nats => pipeline::Output::Nats(Box::new(self.nats.to_sink(pod))),
         };
         pipeline::PipelineConfig {
             socket: self.socket.clone(),
@@ -212,6 +215,9 @@ impl PipelineSection {
 
 impl NatsSection {
     fn validate(&self, key: &str) -> Result<(), ConfigError> {
+        self.nats_auth
+            .validate(&format!("{key}.nats_auth"))
+            .map_err(|e| bad(&format!("{key}.nats_auth"), &e))?;
         if self.url.is_empty() {
             return Err(bad(
                 &format!("{key}.url"),
@@ -280,6 +286,7 @@ impl NatsSection {
     pub fn to_sink(&self, pod: &str) -> super::nats::NatsSinkConfig {
         super::nats::NatsSinkConfig {
             url: self.url.clone(),
+            auth: self.nats_auth.clone(),
             subject: self.subject.clone(),
             stream: self.stream.clone(),
             create_stream: self.create_stream,

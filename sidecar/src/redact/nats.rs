@@ -40,6 +40,8 @@ use tokio::{
 pub struct NatsSinkConfig {
     /// Server URL.
     pub url: String,
+    /// Credentials and TLS trust.
+    pub auth: brainbox_common::nats::NatsAuth,
     /// Subject lines are published to.
     pub subject: String,
     /// The JetStream stream holding `subject`.
@@ -69,6 +71,7 @@ impl NatsSinkConfig {
     pub fn new(url: &str, subject: &str) -> Self {
         Self {
             url: url.to_owned(),
+            auth: Default::default(),
             subject: subject.to_owned(),
             stream: "BRAINBOX_LOGS".into(),
             create_stream: true,
@@ -212,7 +215,13 @@ pub async fn start(
     shutdown: watch::Receiver<bool>,
 ) -> Result<(BatchBuilder, JoinHandle<()>), RedactError> {
     let connected = metrics.connected.clone();
-    let client = ConnectOptions::new()
+    let opts = cfg.auth.apply(ConnectOptions::new()).map_err(|e| {
+        RedactError::Io(
+            "redact.pipeline.nats.nats_auth".into(),
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, e),
+        )
+    })?;
+    let client = opts
         .event_callback(move |e| {
             let connected = connected.clone();
             async move {

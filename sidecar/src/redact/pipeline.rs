@@ -37,7 +37,7 @@ pub enum Output {
     /// Appended to a file.
     File(PathBuf),
     /// Published to a NATS JetStream subject, in batches, each acked.
-    Nats(nats::NatsSinkConfig),
+    Nats(Box<nats::NatsSinkConfig>),
 }
 
 /// Pipeline settings.
@@ -208,7 +208,7 @@ impl Pipeline {
             )),
             Output::Nats(n) => {
                 let (b, task) = nats::start(
-                    n.clone(),
+                    (**n).clone(),
                     stats.nats.clone(),
                     stats.waits("output"),
                     shut_rx.clone(),

@@ -1,0 +1,407 @@
+//! The NATS users and permissions we ship (`deploy/kubernetes/20-nats.yaml`), run as they are by
+//! a real `nats-server -js`, and tried the way a thief of each credential would: nobody gets in
+//! anonymously; a node agent publishes alerts and its state and follows the control plane, but
+//! cannot switch safe mode, check in, revoke, lift an isolation or purge the alert stream; a
+//! sidecar publishes its logs and nothing else; the operator can do all of it.
+
+use anyhow::{bail, ensure, Context, Result};
+use async_nats::jetstream;
+use brainbox_alerts::{
+    control::{
+        isolation_request, Checkin, ControlPlane, IsolationRequest, NodeSafetyState,
+        SafeModeCommand,
+    },
+    monitor::{self, Actuator, MonitorConfig},
+    publisher::{PublisherConfig, DEFAULT_STREAM},
+    safety::{Lift, Reason, SafeAction, SafetyPolicy},
+    testkit::free_port,
+    AlertMetrics, Delivery, Publisher,
+};
+use brainbox_common::nats::NatsAuth;
+use std::{
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+const MANIFEST: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../deploy/kubernetes/20-nats.yaml"
+);
+
+/// `nats.conf` as the ConfigMap in the manifest carries it.
+fn shipped_conf() -> String {
+    let text = std::fs::read_to_string(MANIFEST).expect("reading the NATS manifest");
+    let mut out = String::new();
+    let mut inside = false;
+    for line in text.lines() {
+        if line.trim_end() == "  nats.conf: |" {
+            inside = true;
+            continue;
+        }
+        if inside {
+            if !line.is_empty() && !line.starts_with("    ") {
+                break;
+            }
+            out.push_str(line.strip_prefix("    ").unwrap_or(""));
+            out.push('\n');
+        }
+    }
+    assert!(
+        out.contains("authorization"),
+        "no nats.conf with an authorization block in {MANIFEST}"
+    );
+    out
+}
+
+struct Server {
+    child: Child,
+    url: String,
+    dir: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Server {
+    /// The shipped configuration on a free loopback port, with a private store; only the
+    /// listen address, the server name and the store folder are changed.
+    fn start() -> Server {
+        brainbox_alerts::testkit::require_nats_server();
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let mut conf = String::new();
+        for line in shipped_conf().lines() {
+            let t = line.trim();
+            let line = if t.starts_with("port:") {
+                format!("port: {port}\nhost: 127.0.0.1")
+            } else if t.starts_with("http_port:") {
+                continue;
+            } else if t.starts_with("server_name:") {
+                "server_name: permissions-test".to_owned()
+            } else if t.starts_with("store_dir:") {
+                format!("  store_dir: {}", dir.path().join("js").display())
+            } else {
+                line.to_owned()
+            };
+            conf.push_str(&line);
+            conf.push('\n');
+        }
+        let conf_path = dir.path().join("nats.conf");
+        std::fs::write(&conf_path, conf).unwrap();
+        for (user, pw) in [
+            ("node-agent", "agent-pw"),
+            ("sidecar", "sidecar-pw"),
+            ("operator", "operator-pw"),
+        ] {
+            std::fs::write(dir.path().join(user), format!("{pw}\n")).unwrap();
+        }
+        let log = std::fs::File::create(dir.path().join("server.log")).unwrap();
+        let child = Command::new("nats-server")
+            .arg("-c")
+            .arg(&conf_path)
+            .env("NATS_NODE_AGENT_PASSWORD", "agent-pw")
+            .env("NATS_SIDECAR_PASSWORD", "sidecar-pw")
+            .env("NATS_OPERATOR_PASSWORD", "operator-pw")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("starting nats-server");
+        let start = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "nats-server did not start with the shipped configuration: {}",
+                std::fs::read_to_string(dir.path().join("server.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Server {
+            child,
+            url: format!("nats://127.0.0.1:{port}"),
+            dir,
+        }
+    }
+
+    fn auth(&self, user: &str) -> NatsAuth {
+        NatsAuth {
+            user: user.into(),
+            password_file: self.password_file(user),
+            ..Default::default()
+        }
+    }
+
+    fn password_file(&self, user: &str) -> PathBuf {
+        self.dir.path().join(user)
+    }
+
+    /// A client as `user`, with short request timeouts: a denied publish gets no answer.
+    async fn client(&self, user: &str) -> Result<async_nats::Client> {
+        let opts = self
+            .auth(user)
+            .apply(async_nats::ConnectOptions::new())
+            .map_err(anyhow::Error::msg)?
+            .request_timeout(Some(Duration::from_millis(1500)));
+        Ok(opts.connect(&self.url).await?)
+    }
+}
+
+fn now() -> String {
+    humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
+}
+
+fn checkin(who: &str) -> Checkin {
+    Checkin {
+        operator: who.into(),
+        time: now(),
+    }
+}
+
+fn command(on: bool, by: &str) -> SafeModeCommand {
+    SafeModeCommand {
+        on,
+        by: by.into(),
+        time: now(),
+        reason: "permissions test".into(),
+    }
+}
+
+fn state(node: &str) -> NodeSafetyState {
+    NodeSafetyState {
+        node: node.into(),
+        safe_mode: false,
+        reasons: vec![],
+        action: "close_egress".into(),
+        since: None,
+        last_checkin: None,
+        updated: now(),
+        details: serde_json::Value::Null,
+    }
+}
+
+/// What a credential may not do to the control plane and the record.
+async fn control_plane_is_closed_to(server: &Server, user: &str) -> Result<()> {
+    let client = server.client(user).await?;
+    let cp = ControlPlane::from_client(client.clone());
+    ensure!(
+        cp.command_safe_mode(None, &command(false, user))
+            .await
+            .is_err(),
+        "{user} switched safe mode off for every node"
+    );
+    ensure!(
+        cp.checkin(&checkin(user)).await.is_err(),
+        "{user} checked in for the operator"
+    );
+    ensure!(
+        cp.revoke(&serde_json::json!({"spiffe_id": "spiffe://x/y"}))
+            .await
+            .is_err(),
+        "{user} published a revocation"
+    );
+    let lift = IsolationRequest::Release {
+        container: "abcdef012345".into(),
+        by: user.into(),
+        reason: "thief".into(),
+    };
+    ensure!(
+        isolation_request(&client, "node-a", &lift, Duration::from_secs(2))
+            .await
+            .is_err(),
+        "{user} sent an isolation lift"
+    );
+    let js = jetstream::new(client.clone());
+    if let Ok(mut s) = js.get_stream(DEFAULT_STREAM).await {
+        ensure!(s.purge().await.is_err(), "{user} purged the alert stream");
+        ensure!(
+            js.delete_stream(DEFAULT_STREAM).await.is_err(),
+            "{user} deleted the alert stream"
+        );
+        let _ = s.info().await;
+    }
+    Ok(())
+}
+
+#[derive(Clone, Default)]
+struct Recorder(Arc<Mutex<Vec<String>>>);
+
+impl Actuator for Recorder {
+    async fn enter(&mut self, action: SafeAction, _reasons: &[Reason]) -> Result<(), String> {
+        self.0
+            .lock()
+            .unwrap()
+            .push(format!("enter {}", action.as_str()));
+        Ok(())
+    }
+    async fn leave(&mut self) -> Result<(), String> {
+        self.0.lock().unwrap().push("leave".into());
+        Ok(())
+    }
+}
+
+async fn wait_for(rec: &Recorder, what: &str) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !rec.0.lock().unwrap().iter().any(|e| e == what) {
+        if Instant::now() > deadline {
+            bail!("no `{what}`: {:?}", rec.0.lock().unwrap());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_credential_can_do_its_job_and_nothing_more() -> Result<()> {
+    let server = Server::start();
+
+    // Nobody is anonymous, and a wrong password is refused.
+    let anon = tokio::time::timeout(
+        Duration::from_secs(5),
+        async_nats::ConnectOptions::new().connect(&server.url),
+    )
+    .await;
+    ensure!(!matches!(anon, Ok(Ok(_))), "an anonymous client was let in");
+    let wrong = NatsAuth {
+        user: "operator".into(),
+        password_file: server.password_file("sidecar"),
+        ..Default::default()
+    };
+    let wrong = tokio::time::timeout(
+        Duration::from_secs(5),
+        wrong
+            .apply(async_nats::ConnectOptions::new())
+            .unwrap()
+            .connect(&server.url),
+    )
+    .await;
+    ensure!(!matches!(wrong, Ok(Ok(_))), "a wrong password was let in");
+
+    // The operator: the whole control plane.
+    let op = ControlPlane::connect_with(
+        &server.url,
+        &server.auth("operator"),
+        Duration::from_secs(5),
+    )
+    .await
+    .context("operator connect")?;
+    op.checkin(&checkin("operator"))
+        .await
+        .context("operator checkin")?;
+
+    // A node agent with its own credentials: the real publisher and the real safe-mode monitor.
+    let spool = tempfile::tempdir()?;
+    let mut pc = PublisherConfig::new(&server.url, spool.path());
+    pc.auth = server.auth("node-agent");
+    pc.ack_timeout = Duration::from_millis(1500);
+    let (publisher, _ptask) = Publisher::start(pc, AlertMetrics::default()).await?;
+    let d = publisher
+        .publish(brainbox_alerts::testkit::load_alert("node-a", "perm", 0))
+        .await?;
+    ensure!(
+        matches!(d, Delivery::Published { .. }),
+        "the agent could not publish an alert: {d:?}"
+    );
+    let agent_cp = ControlPlane::from_client(server.client("node-agent").await?);
+    agent_cp
+        .publish_state(&state("node-a"))
+        .await
+        .context("the agent could not publish its safety state")?;
+    let rec = Recorder::default();
+    let (_st, mtask) = monitor::spawn(
+        MonitorConfig {
+            node: "node-a".into(),
+            policy: SafetyPolicy {
+                checkin_interval_secs: Some(3600),
+                action: SafeAction::CloseEgress,
+                on_alert_path_lost: false,
+                lift: Lift::Checkin,
+            },
+            tick: Duration::from_millis(100),
+        },
+        agent_cp.clone(),
+        server.client("node-agent").await?,
+        None,
+        rec.clone(),
+    );
+    // The operator's command reaches the agent through the agent's own (read) permissions.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    op.command_safe_mode(Some("node-a"), &command(true, "operator"))
+        .await
+        .context("operator safe-mode on")?;
+    wait_for(&rec, "enter close_egress").await?;
+    // It answers the operator's isolation requests (replies go to the operator's inbox).
+    let responder = server.client("node-agent").await?;
+    let mut sub = responder
+        .subscribe(brainbox_alerts::control::isolation_subject("node-a"))
+        .await?;
+    let answer = tokio::spawn(async move {
+        use futures_util::StreamExt;
+        if let Some(m) = sub.next().await {
+            let reply = brainbox_alerts::control::IsolationReply {
+                node: "node-a".into(),
+                ok: true,
+                error: None,
+                isolated: vec![],
+                released: vec![],
+                node_locked: false,
+                audit_seq: None,
+            };
+            if let Some(to) = m.reply {
+                let _ = responder
+                    .publish(to, serde_json::to_vec(&reply).unwrap().into())
+                    .await;
+                let _ = responder.flush().await;
+            }
+        }
+    });
+    let r = isolation_request(
+        op.client(),
+        "node-a",
+        &IsolationRequest::List,
+        Duration::from_secs(5),
+    )
+    .await
+    .context("operator isolation list answered by the agent")?;
+    ensure!(r.ok && r.node == "node-a", "{r:?}");
+    answer.await?;
+    // But the agent cannot write the control plane or destroy the record.
+    control_plane_is_closed_to(&server, "node-agent").await?;
+
+    // A sidecar: its logs, nothing else.
+    let side = jetstream::new(server.client("sidecar").await?);
+    side.get_or_create_stream(jetstream::stream::Config {
+        name: "BRAINBOX_LOGS".into(),
+        subjects: vec!["brainbox.logs.>".into()],
+        ..Default::default()
+    })
+    .await
+    .context("the sidecar could not ensure its log stream")?;
+    side.publish("brainbox.logs.pod-a", "a redacted line".into())
+        .await?
+        .await
+        .context("the sidecar could not publish a log line")?;
+    let forged = side
+        .publish("brainbox.alerts.node-a.critical", "{}".into())
+        .await;
+    let forged_acked = match forged {
+        Ok(ack) => ack.await.is_ok(),
+        Err(_) => false,
+    };
+    ensure!(!forged_acked, "the sidecar published an alert");
+    control_plane_is_closed_to(&server, "sidecar").await?;
+
+    // The stream still holds the agent's alert: nobody but the operator could touch it.
+    let ops = jetstream::new(server.client("operator").await?);
+    let mut alerts = ops.get_stream(DEFAULT_STREAM).await?;
+    ensure!(
+        alerts.info().await?.state.messages == 1,
+        "the alert stream changed"
+    );
+    mtask.abort();
+    Ok(())
+}
