@@ -30,26 +30,26 @@ pub struct NatsArg {
     #[arg(long, default_value_t = 5)]
     connect_timeout: u64,
     /// NATS user (with --nats-password-file).
-    #[arg(long, env = "BRAINBOX_NATS_USER", default_value = "")]
-    nats_user: String,
+    #[arg(long, env = "BRAINBOX_NATS_USER")]
+    nats_user: Option<String>,
     /// File holding the NATS user's password.
-    #[arg(long, env = "BRAINBOX_NATS_PASSWORD_FILE", default_value = "")]
-    nats_password_file: std::path::PathBuf,
+    #[arg(long, env = "BRAINBOX_NATS_PASSWORD_FILE")]
+    nats_password_file: Option<std::path::PathBuf>,
     /// File holding a NATS token (instead of a user and password).
-    #[arg(long, env = "BRAINBOX_NATS_TOKEN_FILE", default_value = "")]
-    nats_token_file: std::path::PathBuf,
+    #[arg(long, env = "BRAINBOX_NATS_TOKEN_FILE")]
+    nats_token_file: Option<std::path::PathBuf>,
     /// PEM CA of the NATS server's certificate (TLS becomes required).
-    #[arg(long, env = "BRAINBOX_NATS_CA", default_value = "")]
-    nats_ca: std::path::PathBuf,
+    #[arg(long, env = "BRAINBOX_NATS_CA")]
+    nats_ca: Option<std::path::PathBuf>,
 }
 
 impl NatsArg {
     fn auth(&self) -> brainbox_common::nats::NatsAuth {
         brainbox_common::nats::NatsAuth {
-            user: self.nats_user.clone(),
-            password_file: self.nats_password_file.clone(),
-            token_file: self.nats_token_file.clone(),
-            ca_file: self.nats_ca.clone(),
+            user: self.nats_user.clone().unwrap_or_default(),
+            password_file: self.nats_password_file.clone().unwrap_or_default(),
+            token_file: self.nats_token_file.clone().unwrap_or_default(),
+            ca_file: self.nats_ca.clone().unwrap_or_default(),
         }
     }
 }
@@ -245,6 +245,16 @@ pub(crate) fn runtime() -> tokio::runtime::Runtime {
 }
 
 pub(crate) async fn control(n: &NatsArg) -> Result<ControlPlane, i32> {
+    if n.nats_user.is_some() != n.nats_password_file.is_some() {
+        eprintln!("brainboxctl: --nats-user and --nats-password-file go together");
+        return Err(exit::USAGE);
+    }
+    if n.nats_user.is_some() && n.nats_token_file.is_some() {
+        eprintln!(
+            "brainboxctl: give --nats-user/--nats-password-file or --nats-token-file, not both"
+        );
+        return Err(exit::USAGE);
+    }
     ControlPlane::connect_with(&n.nats, &n.auth(), Duration::from_secs(n.connect_timeout))
         .await
         .map_err(|e| {
