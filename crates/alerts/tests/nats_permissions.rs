@@ -405,3 +405,72 @@ async fn each_credential_can_do_its_job_and_nothing_more() -> Result<()> {
     mtask.abort();
     Ok(())
 }
+
+/// TLS: with `ca_file` the client requires TLS and verifies the server against that CA; a
+/// client that does not trust it is refused before any credential is sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_is_verified_against_the_configured_ca() -> Result<()> {
+    brainbox_alerts::testkit::require_nats_server();
+    let dir = tempfile::tempdir()?;
+    let ck = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()])?;
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert, ck.cert.pem())?;
+    std::fs::write(&key, ck.key_pair.serialize_pem())?;
+    std::fs::write(dir.path().join("pw"), "tls-pw\n")?;
+    let port = free_port();
+    let conf = dir.path().join("nats.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "port: {port}\nhost: 127.0.0.1\njetstream {{ store_dir: {} }}\n\
+             tls {{ cert_file: {}, key_file: {} }}\n\
+             authorization {{ users = [ {{ user: operator, password: tls-pw }} ] }}\n",
+            dir.path().join("js").display(),
+            cert.display(),
+            key.display()
+        ),
+    )?;
+    let mut child = Command::new("nats-server")
+        .arg("-c")
+        .arg(&conf)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let start = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        ensure!(
+            start.elapsed() < Duration::from_secs(10),
+            "nats-server (TLS) did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let url = format!("tls://127.0.0.1:{port}");
+    let auth = NatsAuth {
+        user: "operator".into(),
+        password_file: dir.path().join("pw"),
+        ca_file: cert.clone(),
+        ..Default::default()
+    };
+    let trusted = ControlPlane::connect_with(&url, &auth, Duration::from_secs(5)).await;
+    let untrusted = ControlPlane::connect_with(
+        &url,
+        &NatsAuth {
+            ca_file: PathBuf::new(),
+            ..auth.clone()
+        },
+        Duration::from_secs(5),
+    )
+    .await;
+    let result = async {
+        let cp = trusted.context("connect with the CA")?;
+        cp.checkin(&checkin("operator"))
+            .await
+            .context("checkin over TLS")?;
+        ensure!(untrusted.is_err(), "a client without the CA was let in");
+        Ok(())
+    }
+    .await;
+    let _ = child.kill();
+    let _ = child.wait();
+    result
+}
