@@ -20,6 +20,7 @@ pub mod corpus;
 pub mod escape;
 mod json;
 mod keywords;
+mod precheck;
 pub mod profile;
 pub mod rules;
 mod stats;
@@ -218,6 +219,8 @@ struct Rule {
     group: usize,
     check: Check,
     priority: Priority,
+    /// What the regex needs in the haystack, tested first (built-in rules with common keywords).
+    precheck: Option<precheck::Precheck>,
 }
 
 /// A candidate span in the haystack.
@@ -360,6 +363,7 @@ impl EngineBuilder {
             group: usize,
             check: Check,
             priority: Priority,
+            precheck: Option<precheck::Precheck>,
         }
         let mut pending: Vec<Pending> = Vec::new();
         if self.builtin {
@@ -378,6 +382,7 @@ impl EngineBuilder {
                     group,
                     check: s.check,
                     priority: s.priority,
+                    precheck: precheck::for_rule(s.id),
                 });
             }
         }
@@ -398,6 +403,7 @@ impl EngineBuilder {
                     group: r.group,
                     check,
                     priority: rules::P_PREFIX,
+                    precheck: None,
                 });
             }
         }
@@ -453,6 +459,7 @@ impl EngineBuilder {
                 group: p.group,
                 check: p.check,
                 priority: p.priority,
+                precheck: p.precheck,
             });
         }
         // Names of sensitive JSON keys that no rule's keywords already cover.
@@ -765,6 +772,9 @@ impl Engine {
         out.clear();
         for ri in fired.iter() {
             let rule = &self.rules[ri as usize];
+            if rule.precheck.is_some_and(|p| !p.holds(hay)) {
+                continue;
+            }
             if rule.group == 0 {
                 for m in rule.regex.find_iter(hay) {
                     if let Some((s, e)) = self.check(rule, hay, None, m.start(), m.end()) {
