@@ -80,15 +80,23 @@ fn shapes(hay: &[u8]) -> u8 {
     let mut m = Masks::default();
     let mut blocks = hay.chunks_exact(64);
     for b in &mut blocks {
-        m.block(b.try_into().expect("64 bytes"));
+        m.block(b.try_into().expect("64 bytes"), 0);
     }
-    // Padding is a NUL: neither a digit nor a separator. A line that fills its last block gets a
-    // block of padding, so that a group ending the line is seen to end.
-    let mut b = [0u8; 64];
-    let tail = blocks.remainder();
-    b[..tail.len()].copy_from_slice(tail);
-    if !hay.is_empty() {
-        m.block(&b);
+    // After the last byte comes padding, neither a digit nor a separator: a group that ends the
+    // line is seen to end. A line that fills its last block gets a block of padding; a longer
+    // line's tail is read as its last 64 bytes, those already seen shifted out (a copy into a
+    // padded block was a tenth of the byte pass).
+    let tail = blocks.remainder().len();
+    if hay.len() >= 64 {
+        let last = &hay[hay.len() - 64..];
+        match tail {
+            0 => m.block(&[0; 64], 0),
+            _ => m.block(last.try_into().expect("64 bytes"), 64 - tail as u32),
+        }
+    } else if !hay.is_empty() {
+        let mut b = [0u8; 64];
+        b[..tail].copy_from_slice(hay);
+        m.block(&b, 0);
     }
     if m.long_run {
         return shapes_stepped(hay);
@@ -119,9 +127,10 @@ struct Masks {
 }
 
 impl Masks {
+    /// The next block: `block[skip..]`, then `skip` bytes of padding.
     #[inline(always)]
-    fn block(&mut self, block: &[u8; 64]) {
-        let d = digit_mask(block);
+    fn block(&mut self, block: &[u8; 64], skip: u32) {
+        let d = digit_mask(block) >> skip;
         // `x` shifted towards higher bytes by `k`, the previous block's `px` filling in: bit `i`
         // tells about byte `i - k`.
         let sh = |x: u64, px: u64, k: u32| (x << k) | (px >> (64 - k));
@@ -131,13 +140,13 @@ impl Masks {
         let after = !d & back(1);
         // Single separators: a digit before and after (the next block's first byte is not known
         // here, so a separator that ends the block counts). Only their bytes are looked at.
-        let joins = after & ((d >> 1) | 1 << 63);
+        let joins = after & ((d >> 1) | 1 << 63) & (!0 >> skip);
         let (mut space, mut dash, mut dot) = (0u64, 0u64, 0u64);
         let mut a = joins;
         while a != 0 {
             let i = a.trailing_zeros();
             let bit = 1u64 << i;
-            let c = block[i as usize];
+            let c = block[(i + skip) as usize];
             space |= if c == b' ' { bit } else { 0 };
             dash |= if c == b'-' { bit } else { 0 };
             dot |= if c == b'.' { bit } else { 0 };
@@ -365,6 +374,13 @@ mod tests {
         }
         let long = "1".repeat(200);
         assert_eq!(stats(long.as_bytes()), reference(long.as_bytes()));
+        // Shapes that end the line, for every length of the last block.
+        for end in ["7", "555-0142", "078-05-1120", "4111 1111 1111 1111"] {
+            for n in 0..200 {
+                let s = format!("{}{end}", "x ".repeat(n / 2));
+                assert_eq!(stats(s.as_bytes()), reference(s.as_bytes()), "{s}");
+            }
+        }
     }
 
     #[test]
