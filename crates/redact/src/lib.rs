@@ -925,7 +925,13 @@ impl Engine {
     }
 
     /// The line redaction, plus the state a private-key block leaves open at the end of the line.
-    fn redact_line_inner<'a>(&self, line: &'a [u8]) -> (Redaction<'a>, Option<blake3::Hasher>) {
+    ///
+    /// The hasher is boxed: it is ~2 KiB, and unboxed every line paid for moving an `Option` of
+    /// it out of here and through the [`LineRedactor`] (a `memcpy` per line, ~4 % of a clean line).
+    fn redact_line_inner<'a>(
+        &self,
+        line: &'a [u8],
+    ) -> (Redaction<'a>, Option<Box<blake3::Hasher>>) {
         let st = stats(line);
         let fired = self.fired(line, &st);
         // JSON escapes can hide keywords (`ghp\u005f…`, `https:\/\/`): such lines are decoded.
@@ -983,7 +989,7 @@ impl Engine {
                 && line[f.end..].iter().all(u8::is_ascii_whitespace)
                 && memchr::memmem::find(s, b"-----END").is_none())
             .then(|| {
-                let mut h = self.key.hasher();
+                let mut h = Box::new(self.key.hasher());
                 h.update(s);
                 h
             })
@@ -1050,7 +1056,7 @@ fn looks_like_json(line: &[u8]) -> bool {
 #[derive(Debug)]
 pub struct LineRedactor<'e> {
     engine: &'e Engine,
-    block: Option<(blake3::Hasher, u32)>,
+    block: Option<(Box<blake3::Hasher>, u32)>,
 }
 
 /// Lines a private-key block may span before the redactor stops treating lines as key material.
