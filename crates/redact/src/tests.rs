@@ -372,3 +372,22 @@ fn a_bare_json_number_stays_json() {
     // Not a number: text as before.
     assert!(red(&e, "4111111111111111 paid").starts_with("[REDACTED:payment-card:"));
 }
+
+#[test]
+fn prechecks_change_no_output() {
+    let e = engine();
+    let mut bare = engine();
+    for r in &mut bare.rules {
+        r.precheck = None;
+    }
+    assert!(e.rules.iter().any(|r| r.precheck.is_some()));
+    let mut lines = corpus::clean_lines(11, 5_000);
+    lines.extend(corpus::secret_lines(12, 10).into_iter().map(|l| l.line));
+    for l in &lines {
+        assert_eq!(
+            e.redact_line(l.as_bytes()),
+            bare.redact_line(l.as_bytes()),
+            "{l}"
+        );
+    }
+}
