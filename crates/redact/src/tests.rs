@@ -391,3 +391,12 @@ fn prechecks_change_no_output() {
         );
     }
 }
+
+#[test]
+fn every_builtin_rule_compiles_with_its_group() {
+    // The engine compiles built-in patterns on first use; this is where they are checked.
+    for s in crate::rules::BUILTIN {
+        let (source, group) = crate::rules::pattern_source(&s.pattern);
+        crate::check_pattern(s.id, &source, group).unwrap();
+    }
+}
