@@ -139,7 +139,9 @@ impl MemoryAudit {
 
 /// Writes JSON lines to stdout or a file from a background thread.
 pub struct JsonLinesAudit {
-    tx: mpsc::SyncSender<AuditEvent>,
+    // Boxed: the bounded channel initialises every slot up front, and ~250-byte records times
+    // `audit_queue` slots was a megabyte of the idle proxy's memory.
+    tx: mpsc::SyncSender<Box<AuditEvent>>,
     dropped: Counter,
 }
 
@@ -162,7 +164,7 @@ impl JsonLinesAudit {
                     .open(path)?,
             )
         };
-        let (tx, rx) = mpsc::sync_channel::<AuditEvent>(capacity);
+        let (tx, rx) = mpsc::sync_channel::<Box<AuditEvent>>(capacity);
         std::thread::Builder::new()
             .name("egress-audit".into())
             .spawn(move || write_loop(rx, out, engine))?;
@@ -171,7 +173,7 @@ impl JsonLinesAudit {
 }
 
 fn write_loop(
-    rx: mpsc::Receiver<AuditEvent>,
+    rx: mpsc::Receiver<Box<AuditEvent>>,
     out: Box<dyn Write + Send>,
     engine: Option<Arc<brainbox_redact::Engine>>,
 ) {
@@ -210,7 +212,7 @@ fn write_loop(
 
 impl AuditSink for JsonLinesAudit {
     fn record(&self, ev: AuditEvent) {
-        if self.tx.try_send(ev).is_err() {
+        if self.tx.try_send(Box::new(ev)).is_err() {
             self.dropped.inc();
         }
     }
