@@ -339,6 +339,8 @@ async fn each_credential_can_do_its_job_and_nothing_more() -> Result<()> {
     let mut sub = responder
         .subscribe(brainbox_alerts::control::isolation_subject("node-a"))
         .await?;
+    // A round trip, so the server has the subscription before the operator asks.
+    responder.flush().await?;
     let answer = tokio::spawn(async move {
         use futures_util::StreamExt;
         if let Some(m) = sub.next().await {
