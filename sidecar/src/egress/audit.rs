@@ -298,6 +298,39 @@ impl EgressMetrics {
 mod tests {
     use super::*;
 
+    fn event(host: &str, port: u16, path: &str) -> AuditEvent {
+        AuditEvent {
+            kind: "egress_decision",
+            time_ms: 1,
+            request: "http",
+            verdict: "deny",
+            reason: "no-rule",
+            host: host.into(),
+            port,
+            method: Some("GET".into()),
+            path: Some(AuditEvent::redact_path(path.as_bytes())),
+            addr: None,
+            spiffe_id: None,
+            policy: None,
+            rule: None,
+            client: "127.0.0.1:9".parse().unwrap(),
+            redaction: None,
+        }
+    }
+
+    /// The file's lines once it has `n` of them (or what it has after 2 s).
+    fn lines_of(f: &std::path::Path, n: usize) -> String {
+        let mut text = String::new();
+        for _ in 0..200 {
+            text = std::fs::read_to_string(f).unwrap_or_default();
+            if text.lines().count() == n {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        text
+    }
+
     #[test]
     fn json_lines_are_written_in_batches() {
         let dir = tempfile::tempdir().unwrap();
@@ -305,32 +338,9 @@ mod tests {
         let sink =
             JsonLinesAudit::start(f.to_str().unwrap(), 16, Counter::default(), None).unwrap();
         for port in [1, 2, 3] {
-            sink.record(AuditEvent {
-                kind: "egress_decision",
-                time_ms: 1,
-                request: "http",
-                verdict: "deny",
-                reason: "no-rule",
-                host: "a.b".into(),
-                port,
-                method: Some("GET".into()),
-                path: Some(AuditEvent::redact_path(b"/x?secret=1")),
-                addr: None,
-                spiffe_id: None,
-                policy: None,
-                rule: None,
-                client: "127.0.0.1:9".parse().unwrap(),
-                redaction: None,
-            });
+            sink.record(event("a.b", port, "/x?secret=1"));
         }
-        let mut text = String::new();
-        for _ in 0..200 {
-            text = std::fs::read_to_string(&f).unwrap_or_default();
-            if text.lines().count() == 3 {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        let text = lines_of(&f, 3);
         assert_eq!(text.lines().count(), 3, "{text}");
         assert!(
             text.contains("\"path\":\"/x\"") && !text.contains("secret"),
@@ -354,34 +364,14 @@ mod tests {
         )
         .unwrap();
         let token = "ghp_R8x2Kq9LmN4pZ7vT1wY6bC3dF5gH0jA2sE9u";
-        let ev = |host: &str, path: &str| AuditEvent {
-            kind: "egress_decision",
-            time_ms: 1,
-            request: "http",
-            verdict: "allow",
-            reason: "allowed",
-            host: host.into(),
-            port: 443,
-            method: Some("GET".into()),
-            path: Some(AuditEvent::redact_path(path.as_bytes())),
-            addr: None,
-            spiffe_id: None,
-            policy: None,
-            rule: None,
-            client: "127.0.0.1:9".parse().unwrap(),
-            redaction: None,
-        };
-        sink.record(ev("api.github.com", &format!("/repos/x/{token}/pulls")));
-        sink.record(ev(&format!("{token}.exfil.example"), "/"));
-        sink.record(ev("api.github.com", "/repos/x/y/pulls"));
-        let mut text = String::new();
-        for _ in 0..200 {
-            text = std::fs::read_to_string(&f).unwrap_or_default();
-            if text.lines().count() == 3 {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        sink.record(event(
+            "api.github.com",
+            443,
+            &format!("/repos/x/{token}/pulls"),
+        ));
+        sink.record(event(&format!("{token}.exfil.example"), 443, "/"));
+        sink.record(event("api.github.com", 443, "/repos/x/y/pulls"));
+        let text = lines_of(&f, 3);
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 3, "{text}");
         assert!(!text.contains(token), "{text}");
