@@ -20,6 +20,8 @@ DEMO=$(mktemp -d /tmp/brainbox-demo.XXXX)
 POD=demo
 cleanup() {
   [ -n "${AGENT_PID:-}" ] && kill "$AGENT_PID" 2>/dev/null && wait "$AGENT_PID" 2>/dev/null
+  # The demo agent's zone pins (its own folder: pins outlive an agent by design).
+  rm -rf /sys/fs/bpf/brainbox-demo 2>/dev/null
   # Sealed evidence is immutable (chattr +i); lift that before removing the demo's folder.
   [ -d "${DEMO:-}/evidence" ] && chattr -R -i "$DEMO/evidence" 2>/dev/null; rm -rf "${DEMO:-/nonexistent}" 2>/dev/null
   "$BIN/brainbox-lab" down >/dev/null 2>&1 || true
@@ -31,6 +33,7 @@ trap cleanup EXIT
 step "Starting the node agent (eBPF sensor + Docker attribution + the upstream Falco rules)"
 BRAINBOX_EVENTS__OUTPUT="$DEMO/events.jsonl" BRAINBOX_METRICS__LISTEN=127.0.0.1:19464 \
 BRAINBOX_RESPONSE__EVIDENCE_DIR="$DEMO/evidence" BRAINBOX_RESPONSE__AUDIT_LOG="$DEMO/audit.log" \
+BRAINBOX_ZONES__PIN_DIR=/sys/fs/bpf/brainbox-demo \
 BRAINBOX_PROFILES_DIR="$ROOT/profiles" "$BIN/brainbox-node-agent" run 2>"$DEMO/agent.log" &
 AGENT_PID=$!
 for _ in $(seq 1 100); do grep -q '"agent ready"' "$DEMO/agent.log" 2>/dev/null && break; sleep 0.1; done
