@@ -471,27 +471,6 @@ fn alerts_tail_shows_the_bundle_id_acks_and_filters() {
     assert_eq!(o.status.code(), Some(69), "{}", stderr(&o));
 }
 
-#[derive(Clone, Default)]
-struct Frozen(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
-
-impl brainbox_alerts::monitor::Actuator for Frozen {
-    async fn enter(
-        &mut self,
-        action: brainbox_alerts::safety::SafeAction,
-        _reasons: &[brainbox_alerts::safety::Reason],
-    ) -> Result<(), String> {
-        self.0
-            .lock()
-            .unwrap()
-            .push(format!("enter {}", action.as_str()));
-        Ok(())
-    }
-    async fn leave(&mut self) -> Result<(), String> {
-        self.0.lock().unwrap().push("leave".into());
-        Ok(())
-    }
-}
-
 fn status(url: &str) -> serde_json::Value {
     let o = ctl(&["--json", "safe-mode", "status", "--nats", url]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
@@ -525,7 +504,7 @@ fn dead_man_from_a_test_profile_enters_safe_mode_and_brainboxctl_checkin_lifts_i
     let nats = NatsServer::start();
     let url = nats.url();
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let frozen = Frozen::default();
+    let frozen = brainbox_alerts::testkit::RecordingActuator::default();
     let task = rt.block_on(async {
         let client = async_nats::connect(&url).await.unwrap();
         let cp = brainbox_alerts::control::ControlPlane::from_client(client.clone());
@@ -555,17 +534,14 @@ fn dead_man_from_a_test_profile_enters_safe_mode_and_brainboxctl_checkin_lifts_i
     wait_status(&url, "safe mode", |v| {
         node(v).is_some_and(|n| n["safe_mode"] == true && n["reasons"][0] == "dead_man")
     });
-    assert_eq!(frozen.0.lock().unwrap().as_slice(), ["enter close_egress"]);
+    assert_eq!(frozen.events(), ["enter close_egress dead_man"]);
     let o = ctl(&["checkin", "--nats", &url, "--operator", "alice"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let v = wait_status(&url, "lifted", |v| {
         node(v).is_some_and(|n| n["safe_mode"] == false)
     });
     assert_eq!(v["last_checkin"]["operator"], "alice");
-    assert_eq!(
-        frozen.0.lock().unwrap().as_slice(),
-        ["enter close_egress", "leave"]
-    );
+    assert_eq!(frozen.events(), ["enter close_egress dead_man", "leave"]);
     // The operator can also force it, and the command shows in the status.
     let o = ctl(&[
         "safe-mode",

@@ -140,3 +140,52 @@ impl Drop for NatsServer {
         }
     }
 }
+
+/// A safe-mode [`Actuator`](crate::monitor::Actuator) that only records what the monitor asked:
+/// `enter <action> <reasons, comma-separated>` and `leave`, in order.
+#[derive(Clone, Default)]
+pub struct RecordingActuator(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+
+impl crate::monitor::Actuator for RecordingActuator {
+    async fn enter(
+        &mut self,
+        action: crate::safety::SafeAction,
+        reasons: &[crate::safety::Reason],
+    ) -> Result<(), String> {
+        let r: Vec<&str> = reasons.iter().map(|r| r.as_str()).collect();
+        self.0
+            .lock()
+            .unwrap()
+            .push(format!("enter {} {}", action.as_str(), r.join(",")));
+        Ok(())
+    }
+
+    async fn leave(&mut self) -> Result<(), String> {
+        self.0.lock().unwrap().push("leave".into());
+        Ok(())
+    }
+}
+
+impl RecordingActuator {
+    /// What was recorded so far.
+    pub fn events(&self) -> Vec<String> {
+        self.0.lock().unwrap().clone()
+    }
+
+    /// Waits (up to 10 s) until `n` events were recorded, and checks that the `n`th is `what`.
+    pub async fn wait_for(&self, n: usize, what: &str) -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let v = self.events();
+            if v.len() >= n {
+                anyhow::ensure!(v[n - 1] == what, "event {n}: expected `{what}`, got {v:?}");
+                return Ok(());
+            }
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "timed out waiting for `{what}`: {v:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}

@@ -4,24 +4,23 @@
 //! cannot switch safe mode, check in, revoke, lift an isolation or purge the alert stream; a
 //! sidecar publishes its logs and nothing else; the operator can do all of it.
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{ensure, Context, Result};
 use async_nats::jetstream;
 use brainbox_alerts::{
     control::{
         isolation_request, Checkin, ControlPlane, IsolationRequest, NodeSafetyState,
         SafeModeCommand,
     },
-    monitor::{self, Actuator, MonitorConfig},
+    monitor::{self, MonitorConfig},
     publisher::{PublisherConfig, DEFAULT_STREAM},
-    safety::{Lift, Reason, SafeAction, SafetyPolicy},
-    testkit::free_port,
+    safety::{Lift, SafeAction, SafetyPolicy},
+    testkit::{free_port, RecordingActuator},
     AlertMetrics, Delivery, Publisher,
 };
 use brainbox_common::nats::NatsAuth;
 use std::{
     path::PathBuf,
     process::{Child, Command, Stdio},
-    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
@@ -227,34 +226,6 @@ async fn control_plane_is_closed_to(server: &Server, user: &str) -> Result<()> {
     Ok(())
 }
 
-#[derive(Clone, Default)]
-struct Recorder(Arc<Mutex<Vec<String>>>);
-
-impl Actuator for Recorder {
-    async fn enter(&mut self, action: SafeAction, _reasons: &[Reason]) -> Result<(), String> {
-        self.0
-            .lock()
-            .unwrap()
-            .push(format!("enter {}", action.as_str()));
-        Ok(())
-    }
-    async fn leave(&mut self) -> Result<(), String> {
-        self.0.lock().unwrap().push("leave".into());
-        Ok(())
-    }
-}
-
-async fn wait_for(rec: &Recorder, what: &str) -> Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !rec.0.lock().unwrap().iter().any(|e| e == what) {
-        if Instant::now() > deadline {
-            bail!("no `{what}`: {:?}", rec.0.lock().unwrap());
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    Ok(())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_credential_can_do_its_job_and_nothing_more() -> Result<()> {
     let server = Server::start();
@@ -311,7 +282,7 @@ async fn each_credential_can_do_its_job_and_nothing_more() -> Result<()> {
         .publish_state(&state("node-a"))
         .await
         .context("the agent could not publish its safety state")?;
-    let rec = Recorder::default();
+    let rec = RecordingActuator::default();
     let (_st, mtask) = monitor::spawn(
         MonitorConfig {
             node: "node-a".into(),
@@ -333,7 +304,7 @@ async fn each_credential_can_do_its_job_and_nothing_more() -> Result<()> {
     op.command_safe_mode(Some("node-a"), &command(true, "operator"))
         .await
         .context("operator safe-mode on")?;
-    wait_for(&rec, "enter close_egress").await?;
+    rec.wait_for(1, "enter close_egress operator").await?;
     // It answers the operator's isolation requests (replies go to the operator's inbox).
     let responder = server.client("node-agent").await?;
     let mut sub = responder

@@ -4,60 +4,14 @@
 use anyhow::{ensure, Result};
 use brainbox_alerts::{
     control::{Checkin, ControlPlane, SafeModeCommand},
-    monitor::{self, Actuator, MonitorConfig},
+    monitor::{self, MonitorConfig},
     publisher::PublisherState,
-    safety::{Lift, Reason, SafeAction, SafetyPolicy},
-    testkit::NatsServer,
+    safety::{Lift, SafeAction, SafetyPolicy},
+    testkit::{NatsServer, RecordingActuator},
     BreakerState,
 };
-use std::{
-    sync::{Arc, Mutex},
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 use tokio::sync::watch;
-
-#[derive(Clone, Default)]
-struct Recorder(Arc<Mutex<Vec<String>>>);
-
-impl Actuator for Recorder {
-    async fn enter(&mut self, action: SafeAction, reasons: &[Reason]) -> Result<(), String> {
-        let r: Vec<&str> = reasons.iter().map(|r| r.as_str()).collect();
-        self.0
-            .lock()
-            .unwrap()
-            .push(format!("enter {} {}", action.as_str(), r.join(",")));
-        Ok(())
-    }
-    async fn leave(&mut self) -> Result<(), String> {
-        self.0.lock().unwrap().push("leave".into());
-        Ok(())
-    }
-}
-
-impl Recorder {
-    async fn wait_for(&self, n: usize, what: &str) -> Result<()> {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            {
-                let v = self.0.lock().unwrap();
-                if v.len() >= n {
-                    ensure!(
-                        v[n - 1] == what,
-                        "event {n}: expected `{what}`, got {:?}",
-                        *v
-                    );
-                    return Ok(());
-                }
-            }
-            ensure!(
-                Instant::now() < deadline,
-                "timed out waiting for `{what}`: {:?}",
-                self.0.lock().unwrap()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-}
 
 fn lost(lost: bool) -> PublisherState {
     PublisherState {
@@ -81,7 +35,7 @@ async fn dead_man_operator_and_alert_path_drive_safe_mode() -> Result<()> {
     let nats = NatsServer::start();
     let client = async_nats::connect(nats.url()).await?;
     let cp = ControlPlane::from_client(client.clone());
-    let rec = Recorder::default();
+    let rec = RecordingActuator::default();
     let (path_tx, path_rx) = watch::channel(lost(false));
     let policy = SafetyPolicy {
         checkin_interval_secs: Some(3),
@@ -170,7 +124,7 @@ async fn nats_down_and_spool_full_puts_the_node_into_safe_mode() -> Result<()> {
         .retry_on_initial_connect()
         .connect(url.as_str())
         .await?;
-    let rec = Recorder::default();
+    let rec = RecordingActuator::default();
     let (state, mtask) = monitor::spawn(
         MonitorConfig {
             node: "node-a".into(),
@@ -220,7 +174,7 @@ async fn a_stale_stored_checkin_fires_the_dead_man_switch_at_start() -> Result<(
         time: humantime::format_rfc3339_millis(hour_ago).to_string(),
     })
     .await?;
-    let rec = Recorder::default();
+    let rec = RecordingActuator::default();
     let policy = SafetyPolicy {
         checkin_interval_secs: Some(600),
         action: SafeAction::CloseEgress,
