@@ -67,7 +67,14 @@ impl Container {
 
     /// `docker exec` in the container, returning the output whatever the exit status.
     pub fn exec(&self, cmd: &[&str]) -> Result<Output> {
-        let mut args = vec!["exec", self.id.as_str()];
+        self.exec_with(&[], cmd)
+    }
+
+    /// `docker exec <opts> <container> <cmd>` (e.g. `-t`, `-u 0`), output whatever the status.
+    pub fn exec_with(&self, opts: &[&str], cmd: &[&str]) -> Result<Output> {
+        let mut args = vec!["exec"];
+        args.extend_from_slice(opts);
+        args.push(self.id.as_str());
         args.extend_from_slice(cmd);
         docker_output(&args)
     }

@@ -19,14 +19,7 @@ fn exec(c: &Container, cmd: &[&str]) {
 /// Runs an attack step. Attacks may fail (that is often the point); what they printed is kept
 /// in the test log for when a rule does not fire.
 fn exec_opts(c: &Container, opts: &[&str], cmd: &[&str]) {
-    let args: Vec<&str> = ["exec"]
-        .iter()
-        .copied()
-        .chain(opts.iter().copied())
-        .chain([c.id.as_str()])
-        .chain(cmd.iter().copied())
-        .collect();
-    match brainbox_lab::docker::docker_output(&args) {
+    match c.exec_with(opts, cmd) {
         Ok(o) => eprintln!(
             "{cmd:?}: {} {} {}",
             o.status,

@@ -28,15 +28,8 @@ const BENIGN: &str = "set -e; mkdir -p /tmp/work/src; cd /tmp/work; \
     (wget -q -T 1 -O /dev/null http://127.0.0.1:15001/ || true); rm -rf /tmp/work /tmp/work.tar";
 
 fn exec(c: &Container, opts: &[&str], cmd: &[&str]) {
-    let args: Vec<&str> = ["exec"]
-        .iter()
-        .copied()
-        .chain(opts.iter().copied())
-        .chain([c.id.as_str()])
-        .chain(cmd.iter().copied())
-        .collect();
     // Attacks may fail (often the point); the recording is what matters.
-    let _ = brainbox_lab::docker::docker_output(&args);
+    let _ = c.exec_with(opts, cmd);
 }
 
 /// The detection e2e test's attacks (tests/tests/detect_e2e.rs), one of each.
