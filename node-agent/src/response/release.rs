@@ -110,6 +110,23 @@ pub(crate) fn find<'a>(
     }
 }
 
+/// What a request did: the containers released, the audit record, and what went wrong.
+#[derive(Default)]
+struct Outcome {
+    released: Vec<IsolatedContainer>,
+    audit_seq: Option<u64>,
+    error: Option<String>,
+}
+
+impl Outcome {
+    fn failed(why: String) -> Self {
+        Outcome {
+            error: Some(why),
+            ..Outcome::default()
+        }
+    }
+}
+
 fn handle(responder: &Responder, node: &str, req: IsolationRequest) -> IsolationReply {
     let Some(iso) = &responder.isolation else {
         return refused(
@@ -117,70 +134,73 @@ fn handle(responder: &Responder, node: &str, req: IsolationRequest) -> Isolation
             "zones are not enforced on this node: nothing is isolated",
         );
     };
-    let lock_all = brainbox_ebpf_common::zones::LOCK_ALL;
-    let mut reply = refused(node, "");
-    reply.error = None;
-    match req {
-        IsolationRequest::List => {
-            let locks = iso.zones.locks();
-            reply.ok = true;
-            reply.node_locked = locks.contains(&lock_all);
-            reply.isolated = isolated(iso, &locks);
-        }
+    let out = match req {
+        IsolationRequest::List => Outcome::default(),
         IsolationRequest::Release {
             container,
             by,
             reason,
-        } => {
-            let all = iso.table.all();
-            let target = match find(&all, &container) {
-                Ok(c) => c.clone(),
-                Err(e) => return refused(node, &e),
-            };
-            let locks = iso.zones.locks();
-            if !locks.contains(&target.cgroup_id) {
-                let mut r = refused(node, &format!("container {} is not isolated", target.name));
-                r.node_locked = locks.contains(&lock_all);
-                r.isolated = isolated(iso, &locks);
-                return r;
-            }
-            // The whole pod: its containers share the network namespace the lock cut.
-            let pod: Vec<&Arc<ContainerInfo>> = all
-                .iter()
-                .filter(|c| c.id == target.id || (target.pod.is_some() && c.pod == target.pod))
-                .filter(|c| locks.contains(&c.cgroup_id))
-                .collect();
-            let mut released = vec![];
-            for c in &pod {
-                if let Err(e) = iso.zones.release(c.cgroup_id) {
-                    // Partly released is reported as such; the audit record says what went.
-                    reply.error = Some(format!("cannot release {}: {e}", c.name));
-                    break;
-                }
-                released.push(describe(c));
-            }
-            let details = serde_json::json!({
-                "by": by,
-                "reason": reason,
-                "released": released,
-                "error": reply.error,
-            });
-            reply.audit_seq = responder.audit("isolation_released", &target.id, details);
-            tracing::warn!(
-                container_id = %target.id,
-                pod = ?target.pod,
-                by = %by,
-                released = released.len(),
-                "isolation lifted by the operator"
-            );
-            reply.ok = reply.error.is_none();
-            reply.released = released;
-            let locks = iso.zones.locks();
-            reply.node_locked = locks.contains(&lock_all);
-            reply.isolated = isolated(iso, &locks);
-        }
+        } => release(responder, iso, &container, &by, &reason),
+    };
+    // Every answer says what is isolated now (after a release: what stays isolated).
+    let locks = iso.zones.locks();
+    IsolationReply {
+        node: node.to_owned(),
+        ok: out.error.is_none(),
+        error: out.error,
+        isolated: isolated(iso, &locks),
+        released: out.released,
+        node_locked: locks.contains(&brainbox_ebpf_common::zones::LOCK_ALL),
+        audit_seq: out.audit_seq,
     }
-    reply
+}
+
+/// Lifts the lock of `container`'s whole pod and records who did it and why.
+fn release(
+    responder: &Responder,
+    iso: &Isolation,
+    container: &str,
+    by: &str,
+    reason: &str,
+) -> Outcome {
+    let all = iso.table.all();
+    let target = match find(&all, container) {
+        Ok(c) => c.clone(),
+        Err(e) => return Outcome::failed(e),
+    };
+    let locks = iso.zones.locks();
+    if !locks.contains(&target.cgroup_id) {
+        return Outcome::failed(format!("container {} is not isolated", target.name));
+    }
+    // The whole pod: its containers share the network namespace the lock cut.
+    let pod = all
+        .iter()
+        .filter(|c| c.id == target.id || (target.pod.is_some() && c.pod == target.pod))
+        .filter(|c| locks.contains(&c.cgroup_id));
+    let mut out = Outcome::default();
+    for c in pod {
+        if let Err(e) = iso.zones.release(c.cgroup_id) {
+            // Partly released is reported as such; the audit record says what went.
+            out.error = Some(format!("cannot release {}: {e}", c.name));
+            break;
+        }
+        out.released.push(describe(c));
+    }
+    let details = serde_json::json!({
+        "by": by,
+        "reason": reason,
+        "released": out.released,
+        "error": out.error,
+    });
+    out.audit_seq = responder.audit("isolation_released", &target.id, details);
+    tracing::warn!(
+        container_id = %target.id,
+        pod = ?target.pod,
+        by = %by,
+        released = out.released.len(),
+        "isolation lifted by the operator"
+    );
+    out
 }
 
 #[cfg(test)]
