@@ -44,13 +44,20 @@ pub struct NatsArg {
 }
 
 impl NatsArg {
-    fn auth(&self) -> brainbox_common::nats::NatsAuth {
-        brainbox_common::nats::NatsAuth {
+    /// The credentials the flags give; a combination that does not go together is a usage error.
+    fn auth(&self) -> Result<brainbox_common::nats::NatsAuth, i32> {
+        let auth = brainbox_common::nats::NatsAuth {
             user: self.nats_user.clone().unwrap_or_default(),
             password_file: self.nats_password_file.clone().unwrap_or_default(),
             token_file: self.nats_token_file.clone().unwrap_or_default(),
             ca_file: self.nats_ca.clone().unwrap_or_default(),
-        }
+        };
+        auth.validate_named(|field| format!("--nats-{}", field.replace('_', "-")))
+            .map_err(|e| {
+                eprintln!("brainboxctl: {e}");
+                exit::USAGE
+            })?;
+        Ok(auth)
     }
 }
 
@@ -245,17 +252,7 @@ pub(crate) fn runtime() -> tokio::runtime::Runtime {
 }
 
 pub(crate) async fn control(n: &NatsArg) -> Result<ControlPlane, i32> {
-    if n.nats_user.is_some() != n.nats_password_file.is_some() {
-        eprintln!("brainboxctl: --nats-user and --nats-password-file go together");
-        return Err(exit::USAGE);
-    }
-    if n.nats_user.is_some() && n.nats_token_file.is_some() {
-        eprintln!(
-            "brainboxctl: give --nats-user/--nats-password-file or --nats-token-file, not both"
-        );
-        return Err(exit::USAGE);
-    }
-    ControlPlane::connect_with(&n.nats, &n.auth(), Duration::from_secs(n.connect_timeout))
+    ControlPlane::connect_with(&n.nats, &n.auth()?, Duration::from_secs(n.connect_timeout))
         .await
         .map_err(|e| {
             eprintln!("brainboxctl: {e}");
@@ -411,7 +408,7 @@ async fn tail(o: TailOpts) -> Result<i32, i32> {
     };
     let opts = o
         .nats
-        .auth()
+        .auth()?
         .apply(async_nats::ConnectOptions::new())
         .map_err(|e| {
             eprintln!("brainboxctl: {e}");

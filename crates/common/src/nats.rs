@@ -39,18 +39,24 @@ fn secret(p: &std::path::Path, what: &str) -> Result<String, String> {
 }
 
 impl NatsAuth {
-    /// Checks that the settings make sense together (at configuration load, before connecting).
+    /// Checks that the settings make sense together (at configuration load, before connecting);
+    /// errors name the keys as `<section>.<field>`.
     pub fn validate(&self, section: &str) -> Result<(), String> {
+        self.validate_named(|field| format!("{section}.{field}"))
+    }
+
+    /// [`NatsAuth::validate`] with the settings named by `name` (a command line names them as
+    /// flags).
+    pub fn validate_named(&self, name: impl Fn(&str) -> String) -> Result<(), String> {
+        let (user, password, token) = (name("user"), name("password_file"), name("token_file"));
         if !self.user.is_empty() && !set(&self.password_file) {
-            return Err(format!("{section}.user needs {section}.password_file"));
+            return Err(format!("{user} needs {password}"));
         }
         if set(&self.password_file) && self.user.is_empty() {
-            return Err(format!("{section}.password_file needs {section}.user"));
+            return Err(format!("{password} needs {user}"));
         }
         if set(&self.token_file) && !self.user.is_empty() {
-            return Err(format!(
-                "{section}: give a user and password or a token, not both"
-            ));
+            return Err(format!("give {user} and {password}, or {token}, not both"));
         }
         Ok(())
     }
