@@ -9,7 +9,7 @@ use crate::{
 };
 use aya::{
     maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf},
-    programs::{RawTracePoint, TracePoint},
+    programs::{Program, ProgramError, RawTracePoint, TracePoint},
     Ebpf, EbpfLoader,
 };
 use brainbox_ebpf_common::{
@@ -89,7 +89,7 @@ pub enum SensorError {
         category: String,
         name: String,
         #[source]
-        source: Box<aya::programs::ProgramError>,
+        source: Box<ProgramError>,
     },
     /// A map is missing or of the wrong type.
     #[error("eBPF map `{map}`: {reason}")]
@@ -137,6 +137,25 @@ pub struct Sensor {
     attached: Attached,
 }
 
+/// The program called `name` in the object, as the kind `P` (`err` names it in a wrong-kind
+/// error).
+fn program_as<'a, P>(
+    bpf: &'a mut Ebpf,
+    name: &str,
+    err: impl FnOnce(ProgramError) -> SensorError,
+) -> Result<&'a mut P, SensorError>
+where
+    &'a mut P: TryFrom<&'a mut Program, Error = ProgramError>,
+{
+    bpf.program_mut(name)
+        .ok_or_else(|| SensorError::Map {
+            map: "programs",
+            reason: format!("program {name} missing from the object"),
+        })?
+        .try_into()
+        .map_err(err)
+}
+
 impl Sensor {
     /// Loads the object, sizes the ring buffer, and attaches the syscall programs the way
     /// `attach` says plus the process lifecycle tracepoints.
@@ -163,14 +182,7 @@ impl Sensor {
                     name: tp.to_string(),
                     source: Box::new(source),
                 };
-                let prog: &mut RawTracePoint = bpf
-                    .program_mut(program)
-                    .ok_or_else(|| SensorError::Map {
-                        map: "programs",
-                        reason: format!("program {program} missing from the object"),
-                    })?
-                    .try_into()
-                    .map_err(err)?;
+                let prog: &mut RawTracePoint = program_as(&mut bpf, program, err)?;
                 prog.load().map_err(err)?;
                 prog.attach(tp).map_err(err)?;
                 attached.programs += 1;
@@ -183,14 +195,7 @@ impl Sensor {
                 name: name.clone(),
                 source: Box::new(source),
             };
-            let prog: &mut TracePoint = bpf
-                .program_mut(&program)
-                .ok_or_else(|| SensorError::Map {
-                    map: "programs",
-                    reason: format!("program {program} missing from the object"),
-                })?
-                .try_into()
-                .map_err(err)?;
+            let prog: &mut TracePoint = program_as(&mut bpf, &program, err)?;
             let tracefs = Path::new("/sys/kernel/tracing/events")
                 .join(category)
                 .join(&name);
