@@ -137,24 +137,35 @@ async fn run(cfg: SidecarConfig) -> anyhow::Result<()> {
         Some(id) => tokio::spawn(brainbox_sidecar::svid::run(cfg.svid.clone(), id.clone())),
         None => tokio::spawn(std::future::pending()),
     };
-    // One redaction engine for the log pipeline and the proxy's audit records.
-    let engine = Arc::new(brainbox_sidecar::redact::engine_from_config(&cfg.redact)?);
-    let _egress = if cfg.egress.enabled {
-        Some(
-            brainbox_sidecar::egress::start_from_config(&cfg.egress, engine.clone(), &mut registry)
-                .await?,
-        )
+    // One redaction engine for the log pipeline and the proxy's audit records, built only when
+    // one of them runs (an identity-only sidecar needs none).
+    let engine = if cfg.egress.enabled || cfg.redact.pipeline.is_some() {
+        Some(Arc::new(brainbox_sidecar::redact::engine_from_config(
+            &cfg.redact,
+        )?))
     } else {
         None
     };
+    let _egress = match &engine {
+        Some(e) if cfg.egress.enabled => Some(
+            brainbox_sidecar::egress::start_from_config(&cfg.egress, e.clone(), &mut registry)
+                .await?,
+        ),
+        _ => None,
+    };
     // The redaction pipeline binds its socket here, before the seccomp filter goes on.
-    let mut redact = brainbox_sidecar::redact::start_from_config(
-        &cfg.redact,
-        engine,
-        &cfg.pod_name,
-        &mut registry,
-    )
-    .await?;
+    let mut redact = match engine {
+        Some(e) => {
+            brainbox_sidecar::redact::start_from_config(
+                &cfg.redact,
+                e,
+                &cfg.pod_name,
+                &mut registry,
+            )
+            .await?
+        }
+        None => None,
+    };
     if let Some(addr) = cfg.metrics.addr("metrics")? {
         let (bound, _task) =
             brainbox_common::metrics::serve(addr, Arc::new(registry), health).await?;
