@@ -380,6 +380,13 @@ impl Event for View<'_> {
             Field::K8sPodName => c
                 .and_then(|c| c.pod.as_deref())
                 .map(|p| Value::Str(Cow::Borrowed(p))),
+            Field::K8sNsName => c
+                .and_then(|c| c.namespace.as_deref())
+                .map(|n| Value::Str(Cow::Borrowed(n))),
+            Field::ContainerStartTs => c.and_then(|c| c.start_ts).map(Value::Int),
+            Field::K8sPodUid => c
+                .and_then(|c| c.pod_uid.as_deref())
+                .map(|u| Value::Str(Cow::Borrowed(u))),
             _ => None,
         }
     }

@@ -283,6 +283,7 @@ fn container_of(v: &J, cgroup_id: u64) -> ContainerInfo {
         // Not in the event output; no upstream stable rule reads `container.privileged`.
         privileged: false,
         init_pid: 0,
+        start_ts: v.get("start_ts").and_then(J::as_i64),
     }
 }
 
@@ -290,7 +291,7 @@ fn container_of(v: &J, cgroup_id: u64) -> ContainerInfo {
 mod tests {
     use super::*;
 
-    const EXEC: &str = r#"{"type":"exec","evt_type":"execve","time":"2026-11-25T16:26:36.627471791Z","node":"vm","container":{"id":"47ee5340aaaabbbbcccc","name":"demo-agent","image":"brainbox-lab/busybox:29ec5e372dd2","image_id":"sha256:1","profile":"default","pod":"demo","role":"agent"},"cgroup_id":538,"process":{"pid":32458,"tid":32458,"ppid":32372,"uid":0,"gid":0,"name":"cat","exe":"cat","exepath":"/bin/cat","argv":["cat","/etc/shadow"],"tty":34816,"sid":32458,"pgid":32458,"cap_effective":2097152,"cwd":"/","exe_upper_layer":false,"exe_from_memfd":false,"truncated":false},"lineage":[{"pid":32372,"name":"runc","exepath":"/usr/bin/runc","cmdline":"runc init"}],"ret":0,"args":{"filename":"/bin/cat"}}"#;
+    const EXEC: &str = r#"{"type":"exec","evt_type":"execve","time":"2026-11-25T16:26:36.627471791Z","node":"vm","container":{"id":"47ee5340aaaabbbbcccc","name":"demo-agent","image":"brainbox-lab/busybox:29ec5e372dd2","image_id":"sha256:1","profile":"default","pod":"demo","namespace":"team-a","role":"agent","start_ts":1764174396000000000},"cgroup_id":538,"process":{"pid":32458,"tid":32458,"ppid":32372,"uid":0,"gid":0,"name":"cat","exe":"cat","exepath":"/bin/cat","argv":["cat","/etc/shadow"],"tty":34816,"sid":32458,"pgid":32458,"cap_effective":2097152,"cwd":"/","exe_upper_layer":false,"exe_from_memfd":false,"truncated":false},"lineage":[{"pid":32372,"name":"runc","exepath":"/usr/bin/runc","cmdline":"runc init"}],"ret":0,"args":{"filename":"/bin/cat"}}"#;
 
     const CONNECT: &str = r#"{"type":"syscall","evt_type":"connect","time":"2026-11-25T16:26:37Z","node":"vm","cgroup_id":538,"process":{"pid":5,"tid":5,"ppid":1,"uid":1000,"gid":1000,"name":"nc","exe":"nc","exepath":"/bin/busybox","argv":["nc","10.0.0.1","443"],"tty":0,"sid":1,"pgid":5,"exe_upper_layer":false,"exe_from_memfd":false,"truncated":false},"lineage":[],"ret":0,"args":{"fd":3,"addr":"10.0.0.1:443"},"fd":{"num":3,"type":"ipv4","typechar":"4","name":"172.17.0.2:40000->10.0.0.1:443","client":"172.17.0.2:40000","server":"10.0.0.1:443","l4proto":"tcp"}}"#;
 
@@ -319,6 +320,11 @@ mod tests {
             get(&ev, Field::ContainerId),
             Some(Value::Str("47ee5340aaaa".into()))
         );
+        assert_eq!(get(&ev, Field::K8sPodName), Some(Value::Str("demo".into())));
+        assert_eq!(
+            get(&ev, Field::K8sNsName),
+            Some(Value::Str("team-a".into()))
+        );
         assert_eq!(
             get(&ev, Field::ContainerImageRepository),
             Some(Value::Str("brainbox-lab/busybox".into()))
@@ -330,6 +336,31 @@ mod tests {
         // The JSON form reads back to the same event.
         let again = OwnedEvent::from_json_value(&ev.to_json()).unwrap();
         assert_eq!(ev, again);
+    }
+
+    /// Every field the table says comes from the container table has a value for a container
+    /// that has everything (a field that silently never matches makes its rules dead).
+    #[test]
+    fn every_container_field_is_served() {
+        let ev = engine_event(EXEC, 7).unwrap().unwrap();
+        let mut missing = vec![];
+        for f in brainbox_rules::fields::FIELDS {
+            if f.source == brainbox_rules::fields::Source::Container
+                && get(&ev, f.field).is_none()
+                // Kubelet's pod UID label is not part of the event record.
+                && f.field != Field::K8sPodUid
+            {
+                missing.push(f.name);
+            }
+        }
+        assert!(
+            missing.is_empty(),
+            "container fields without a value: {missing:?}"
+        );
+        assert_eq!(
+            get(&ev, Field::ContainerStartTs),
+            Some(Value::Int(1_764_174_396_000_000_000))
+        );
     }
 
     #[test]

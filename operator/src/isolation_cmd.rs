@@ -43,9 +43,10 @@ pub struct NodeArgs {
 
 fn line(c: &IsolatedContainer) -> String {
     let id: String = c.container_id.chars().take(12).collect();
-    match &c.pod {
-        Some(p) => format!("{id}  {}  (pod {p})", c.name),
-        None => format!("{id}  {}", c.name),
+    match (&c.namespace, &c.pod) {
+        (Some(ns), Some(p)) => format!("{id}  {}  (pod {ns}/{p})", c.name),
+        (None, Some(p)) => format!("{id}  {}  (pod {p})", c.name),
+        (_, None) => format!("{id}  {}", c.name),
     }
 }
 

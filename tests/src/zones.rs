@@ -417,6 +417,19 @@ impl ZoneLab {
         join: Option<&LabContainer>,
         cmd: &str,
     ) -> Result<LabContainer> {
+        self.run_in(None, name, profile, pod, join, cmd)
+    }
+
+    /// [`ZoneLab::run`], with kubelet's namespace label on the container when `namespace` is set.
+    fn run_in(
+        &mut self,
+        namespace: Option<&str>,
+        name: &str,
+        profile: &str,
+        pod: Option<(&str, &str)>,
+        join: Option<&LabContainer>,
+        cmd: &str,
+    ) -> Result<LabContainer> {
         let image = images::agent_image()?;
         let probe = env!("ZONES_PROBE");
         let full = format!("{}-{name}", self.id);
@@ -430,6 +443,9 @@ impl ZoneLab {
         if let Some((pod, role)) = pod {
             label("brainbox.io/pod", pod);
             label("brainbox.io/role", role);
+        }
+        if let Some(ns) = namespace {
+            label("io.kubernetes.pod.namespace", ns);
         }
         args.extend(
             [
@@ -543,15 +559,32 @@ impl ZoneLab {
         name: &str,
         sidecar_cmd: &str,
     ) -> Result<(LabContainer, LabContainer)> {
-        let side = self.run(
-            &format!("{name}-sidecar"),
+        self.pod_in(None, name, sidecar_cmd)
+    }
+
+    /// [`ZoneLab::pod_with`] in a Kubernetes namespace (kubelet's namespace label): pods of one
+    /// name in two namespaces are two pods.
+    pub fn pod_in(
+        &mut self,
+        namespace: Option<&str>,
+        name: &str,
+        sidecar_cmd: &str,
+    ) -> Result<(LabContainer, LabContainer)> {
+        let prefix = match namespace {
+            Some(ns) => format!("{ns}-{name}"),
+            None => name.to_owned(),
+        };
+        let side = self.run_in(
+            namespace,
+            &format!("{prefix}-sidecar"),
             "default",
             Some((name, "sidecar")),
             None,
             sidecar_cmd,
         )?;
-        let agent = self.run(
-            &format!("{name}-agent"),
+        let agent = self.run_in(
+            namespace,
+            &format!("{prefix}-agent"),
             "default",
             Some((name, "agent")),
             Some(&side),

@@ -53,8 +53,11 @@ fn isolate_cuts_the_pod_to_loopback_and_keeps_it_running() {
     ];
     let mut lab = ZoneLab::start_with(env, isolate_on_netcat).unwrap();
     // Sidecars without `nc -e` listeners: those would fire the rule themselves.
-    let (side, agent) = lab.pod_with("iso", "sleep 86400").unwrap();
+    let (side, agent) = lab.pod_in(Some("team-a"), "iso", "sleep 86400").unwrap();
     let (other_side, _other_agent) = lab.pod_with("ok", "sleep 86400").unwrap();
+    // Another tenant's pod with the same name: Kubernetes pod names are unique only within a
+    // namespace, so isolating team-a/iso must leave team-b/iso alone.
+    let (twin_side, _twin_agent) = lab.pod_in(Some("team-b"), "iso", "sleep 86400").unwrap();
     let orch = lab.service("orch", "orchestrator", 8080, "orch").unwrap();
 
     let (ok, out) = side.probe(&["tcp", &orch.ip, "8080", "iso-before"]);
@@ -124,9 +127,14 @@ fn isolate_cuts_the_pod_to_loopback_and_keeps_it_running() {
         ok && out.contains("alive"),
         "isolated container not running: {out}"
     );
-    // Other pods keep their flows.
+    // Other pods keep their flows, the same-named pod of another namespace too.
     let (ok, out) = other_side.probe(&["tcp", &orch.ip, "8080", "other-after"]);
     assert!(ok, "isolation leaked to another pod: {out}");
+    let (ok, out) = twin_side.probe(&["tcp", &orch.ip, "8080", "twin-after"]);
+    assert!(
+        ok,
+        "isolation leaked to the same-named pod of another namespace: {out}"
+    );
 
     // The operator lists what is isolated on the node: this pod's two containers.
     let (ok, out) = ctl(&url, &["--json", "isolation", "list", "--node", NODE]);
@@ -140,6 +148,14 @@ fn isolate_cuts_the_pod_to_loopback_and_keeps_it_running() {
         .collect();
     assert!(
         ids.contains(&agent.c.id.as_str()) && ids.contains(&side.c.id.as_str()) && ids.len() == 2,
+        "{listed:#}"
+    );
+    assert!(
+        listed["isolated"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["namespace"] == "team-a" && c["pod"] == "iso"),
         "{listed:#}"
     );
     // A lift needs a reason, and names an existing container.

@@ -158,6 +158,9 @@ pub struct IsolatedContainer {
     /// Pod, if the container is in one.
     #[serde(default)]
     pub pod: Option<String>,
+    /// The pod's Kubernetes namespace, if it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
     /// Its cgroup v2 id (the key in the zones lock map).
     pub cgroup_id: u64,
 }

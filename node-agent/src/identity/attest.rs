@@ -201,6 +201,7 @@ mod tests {
             writable: None,
             privileged: false,
             init_pid: 0,
+            start_ts: None,
         }
     }
 

@@ -210,15 +210,13 @@ impl Responder {
             return Err("zones are not enforced on this node".into());
         };
         let mut cgroups = vec![container.cgroup_id];
-        if let Some(pod) = &container.pod {
-            cgroups.extend(
-                iso.table
-                    .all()
-                    .iter()
-                    .filter(|c| c.pod.as_deref() == Some(pod) && c.id != container.id)
-                    .map(|c| c.cgroup_id),
-            );
-        }
+        cgroups.extend(
+            iso.table
+                .all()
+                .iter()
+                .filter(|c| c.id != container.id && container.same_pod(c))
+                .map(|c| c.cgroup_id),
+        );
         for cg in &cgroups {
             iso.zones.isolate(*cg).map_err(|e| e.to_string())?;
         }

@@ -68,6 +68,7 @@ fn describe(c: &ContainerInfo) -> IsolatedContainer {
         container_id: c.id.clone(),
         name: c.name.clone(),
         pod: c.pod.clone(),
+        namespace: c.namespace.clone(),
         cgroup_id: c.cgroup_id,
     }
 }
@@ -175,7 +176,7 @@ fn release(
     // The whole pod: its containers share the network namespace the lock cut.
     let pod = all
         .iter()
-        .filter(|c| c.id == target.id || (target.pod.is_some() && c.pod == target.pod))
+        .filter(|c| c.id == target.id || target.same_pod(c))
         .filter(|c| locks.contains(&c.cgroup_id));
     let mut out = Outcome::default();
     for c in pod {

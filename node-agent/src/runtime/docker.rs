@@ -197,7 +197,7 @@ impl DockerWatcher {
             // Watch anyway: an unknown profile is a deployment mistake, not a reason to look away.
             tracing::warn!(container_id = id, profile = %profile, "container names an unknown profile; watching it anyway");
         }
-        let Some(pid) = c.state.and_then(|s| s.pid).filter(|p| *p > 0) else {
+        let Some(pid) = c.state.as_ref().and_then(|s| s.pid).filter(|p| *p > 0) else {
             return Ok(None);
         };
         let (cgroup_dir, cgroup_id) = match cgroup::cgroup_of_pid(&self.cgroup2, pid as u32) {
@@ -257,6 +257,13 @@ impl DockerWatcher {
         let info = ContainerInfo {
             cgroup_dir: cgroup_dir.clone(),
             init_pid: pid as u32,
+            start_ts: c
+                .state
+                .as_ref()
+                .and_then(|st| st.started_at.as_deref())
+                .and_then(|t| humantime::parse_rfc3339(t).ok())
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .and_then(|d| i64::try_from(d.as_nanos()).ok()),
             writable,
             privileged,
             id: c.id.unwrap_or_else(|| id.to_owned()),

@@ -75,6 +75,23 @@ pub struct ContainerInfo {
     /// Host pid of the container's init process (its root file system outlives short processes).
     #[serde(skip)]
     pub init_pid: u32,
+    /// When the container started, ns since the epoch (`container.start_ts`), if known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub start_ts: Option<i64>,
+}
+
+impl ContainerInfo {
+    /// Whether `other` is in the same pod: the same pod name in the same namespace (Kubernetes
+    /// pod names are only unique within a namespace), and the same pod UID when both have one
+    /// (a pod deleted and recreated under its name is another pod). A container without a pod
+    /// is in no pod, not even with itself.
+    pub fn same_pod(&self, other: &ContainerInfo) -> bool {
+        let uid_ok = match (&self.pod_uid, &other.pod_uid) {
+            (Some(a), Some(b)) => a == b,
+            _ => true,
+        };
+        self.pod.is_some() && self.pod == other.pod && self.namespace == other.namespace && uid_ok
+    }
 }
 
 /// The container table: cgroup id → container, bounded.
@@ -156,6 +173,7 @@ mod tests {
             writable: None,
             privileged: false,
             init_pid: 0,
+            start_ts: None,
         }
     }
 
@@ -169,5 +187,25 @@ mod tests {
         assert!(t.get(1).is_none());
         assert_eq!(t.remove_by_id("zz"), None);
         assert_eq!(t.len(), 1);
+    }
+    #[test]
+    fn pods_are_told_apart_by_namespace_and_uid() {
+        let pod = |id: &str, ns: Option<&str>, uid: Option<&str>| ContainerInfo {
+            pod: Some("agent-0".into()),
+            namespace: ns.map(Into::into),
+            pod_uid: uid.map(Into::into),
+            ..info(id, 1)
+        };
+        let a = pod("a", Some("team-a"), Some("u1"));
+        assert!(a.same_pod(&pod("sidecar", Some("team-a"), Some("u1"))));
+        assert!(a.same_pod(&pod("no-uid", Some("team-a"), None)));
+        // Same pod name, other namespace: another tenant's pod.
+        assert!(!a.same_pod(&pod("b", Some("team-b"), Some("u1"))));
+        assert!(!a.same_pod(&pod("b", None, None)));
+        // Same name and namespace, other UID: the pod was recreated.
+        assert!(!a.same_pod(&pod("old", Some("team-a"), Some("u0"))));
+        // No pod at all: alone.
+        assert!(!info("x", 2).same_pod(&info("y", 3)));
+        assert!(!info("x", 2).same_pod(&info("x", 2)));
     }
 }

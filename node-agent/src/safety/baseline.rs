@@ -149,6 +149,7 @@ mod tests {
             writable: None,
             privileged: false,
             init_pid: 0,
+            start_ts: None,
         }
     }
 

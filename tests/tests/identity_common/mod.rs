@@ -59,6 +59,7 @@ pub fn start(pod: &str, ttl_secs: u64) -> LocalApi {
         writable: None,
         privileged: false,
         init_pid: 0,
+        start_ts: None,
     });
     let cfg = IdentityConfig {
         socket: socket.clone(),
