@@ -30,6 +30,7 @@ use async_nats::{
     jetstream::{self, stream},
     ConnectOptions,
 };
+use brainbox_common::nats::JetStreamLink;
 use bytes::Bytes;
 use serde::Serialize;
 use std::time::{Duration, Instant};
@@ -261,40 +262,35 @@ impl Publisher {
                 url: url.clone(),
                 reason: e,
             })?;
-        let client = opts
-            .event_callback(move |e| {
-                let notify = notify.clone();
-                async move {
-                    if matches!(e, async_nats::Event::Connected) {
-                        notify.notify_one();
-                    }
+        let opts = opts.event_callback(move |e| {
+            let notify = notify.clone();
+            async move {
+                if matches!(e, async_nats::Event::Connected) {
+                    notify.notify_one();
                 }
-            })
-            .name("brainbox-alerts")
-            // Connect in the background: the agent must start (and spool) with NATS down.
-            .retry_on_initial_connect()
-            .connection_timeout(Duration::from_secs(2))
-            .request_timeout(Some(cfg.ack_timeout))
-            // Reconnect quickly so replay starts soon after NATS returns.
-            .reconnect_delay_callback(|attempts| {
-                Duration::from_millis((attempts as u64 * 100).min(1000))
-            })
-            .connect(url.as_str())
-            .await
-            .map_err(|e| StartError::Url {
-                url: url.clone(),
-                reason: e.to_string(),
-            })?;
-        // Give a reachable server a moment, so a normal start publishes directly instead of
-        // spooling its first alerts; an unreachable one does not delay the start for long.
-        let deadline = Instant::now() + cfg.initial_connect_wait;
-        while client.connection_state() != async_nats::connection::State::Connected
-            && Instant::now() < deadline
-        {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        let mut js = jetstream::new(client.clone());
-        js.set_timeout(cfg.ack_timeout);
+            }
+        });
+        // Connects in the background: the agent must start (and spool) with NATS down. Waits
+        // a moment for a reachable server, so a normal start publishes directly instead of
+        // spooling its first alerts.
+        let link = JetStreamLink::connect(
+            opts,
+            "brainbox-alerts",
+            &url,
+            cfg.ack_timeout,
+            cfg.initial_connect_wait,
+            Some(stream_config(
+                &cfg.stream,
+                &cfg.subject_prefix,
+                cfg.duplicate_window,
+                cfg.stream_max_bytes,
+            )),
+        )
+        .await
+        .map_err(|e| StartError::Url {
+            url: url.clone(),
+            reason: e.to_string(),
+        })?;
         let initial = PublisherState {
             breaker: BreakerState::Closed,
             nats_connected: false,
@@ -310,9 +306,7 @@ impl Publisher {
         let actor = Actor {
             breaker: Breaker::new(cfg.breaker),
             cfg,
-            client,
-            js,
-            stream_ready: false,
+            link,
             spool,
             metrics,
             state_tx,
@@ -371,9 +365,7 @@ impl Publisher {
 
 struct Actor {
     cfg: PublisherConfig,
-    client: async_nats::Client,
-    js: jetstream::Context,
-    stream_ready: bool,
+    link: JetStreamLink,
     spool: Spool,
     breaker: Breaker,
     metrics: AlertMetrics,
@@ -636,48 +628,16 @@ impl Actor {
         subject: &str,
         body: Bytes,
     ) -> Result<jetstream::publish::PublishAck, String> {
-        if self.client.connection_state() != async_nats::connection::State::Connected {
-            return Err("not connected to NATS".into());
-        }
-        if !self.stream_ready {
-            let cfg = stream_config(
-                &self.cfg.stream,
-                &self.cfg.subject_prefix,
-                self.cfg.duplicate_window,
-                self.cfg.stream_max_bytes,
-            );
-            tokio::time::timeout(self.cfg.ack_timeout, self.js.get_or_create_stream(cfg))
-                .await
-                .map_err(|_| "timed out ensuring the alert stream".to_owned())?
-                .map_err(|e| format!("cannot ensure stream {}: {e}", self.cfg.stream))?;
-            self.stream_ready = true;
-        }
         let mut headers = HeaderMap::new();
         headers.insert("Nats-Msg-Id", id);
-        let t = self.cfg.ack_timeout;
-        let fut = tokio::time::timeout(
-            t,
-            self.js
-                .publish_with_headers(subject.to_owned(), headers, body),
-        )
-        .await
-        .map_err(|_| "timed out queueing the publish".to_owned())?
-        .map_err(|e| format!("publish failed: {e}"))?;
-        tokio::time::timeout(
-            t + Duration::from_millis(100),
-            std::future::IntoFuture::into_future(fut),
-        )
-        .await
-        .map_err(|_| "timed out waiting for the JetStream ack".to_owned())?
-        .map_err(|e| format!("no JetStream ack: {e}"))
+        self.link.publish(subject, headers, body).await
     }
 
     fn update_state(&self) {
         let now = Instant::now();
         let s = PublisherState {
             breaker: self.breaker.state(now),
-            nats_connected: self.client.connection_state()
-                == async_nats::connection::State::Connected,
+            nats_connected: self.link.connected(),
             spool_records: self.spool.len(),
             spool_bytes: self.spool.pending_bytes(),
             spool_max_bytes: self.spool.max_bytes(),

@@ -93,6 +93,105 @@ impl NatsAuth {
     }
 }
 
+/// A JetStream publishing link shared by the alert publisher and the sidecar's log output: both
+/// send one message at a time, wait for its ack, and retry the same message (same
+/// `Nats-Msg-Id`) until it is acked, so that order holds and JetStream drops the copies.
+///
+/// Nothing is handed to the client while it is disconnected: async-nats would keep the message
+/// in its reconnect buffer and send it after reconnecting, behind or ahead of our own retry,
+/// and the order would be lost.
+pub struct JetStreamLink {
+    client: async_nats::Client,
+    js: async_nats::jetstream::Context,
+    ack_timeout: std::time::Duration,
+    /// The stream to create (or check) before the first publish; `None` once done, or when the
+    /// stream is managed elsewhere.
+    ensure: Option<async_nats::jetstream::stream::Config>,
+}
+
+impl JetStreamLink {
+    /// Connects in the background (the program must start with NATS down), reconnecting
+    /// quickly, and waits up to `initial_wait` for a first connection so that a normal start
+    /// does not begin with a failed publish. `opts` carries the credentials and any event
+    /// callback; `ensure` is the stream to create before the first publish.
+    pub async fn connect(
+        opts: async_nats::ConnectOptions,
+        name: &str,
+        url: &str,
+        ack_timeout: std::time::Duration,
+        initial_wait: std::time::Duration,
+        ensure: Option<async_nats::jetstream::stream::Config>,
+    ) -> Result<Self, async_nats::ConnectError> {
+        use std::time::{Duration, Instant};
+        let client = opts
+            .name(name)
+            .retry_on_initial_connect()
+            .connection_timeout(Duration::from_secs(2))
+            .request_timeout(Some(ack_timeout))
+            .reconnect_delay_callback(|attempts| {
+                Duration::from_millis((attempts as u64 * 100).min(1000))
+            })
+            .connect(url)
+            .await?;
+        let deadline = Instant::now() + initial_wait;
+        while client.connection_state() != async_nats::connection::State::Connected
+            && Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let mut js = async_nats::jetstream::new(client.clone());
+        js.set_timeout(ack_timeout);
+        Ok(Self {
+            client,
+            js,
+            ack_timeout,
+            ensure,
+        })
+    }
+
+    /// Whether the client is connected now.
+    pub fn connected(&self) -> bool {
+        self.client.connection_state() == async_nats::connection::State::Connected
+    }
+
+    /// Publishes `body` to `subject` with `headers` and waits for JetStream's ack. Errors are
+    /// for the caller to count and retry with the same `Nats-Msg-Id` header.
+    pub async fn publish(
+        &mut self,
+        subject: &str,
+        headers: async_nats::HeaderMap,
+        body: bytes::Bytes,
+    ) -> Result<async_nats::jetstream::publish::PublishAck, String> {
+        if !self.connected() {
+            return Err("not connected to NATS".into());
+        }
+        let t = self.ack_timeout;
+        if let Some(cfg) = &self.ensure {
+            let name = cfg.name.clone();
+            tokio::time::timeout(t, self.js.get_or_create_stream(cfg.clone()))
+                .await
+                .map_err(|_| format!("timed out ensuring stream {name}"))?
+                .map_err(|e| format!("cannot ensure stream {name}: {e}"))?;
+            self.ensure = None;
+        }
+        let fut = tokio::time::timeout(
+            t,
+            self.js
+                .publish_with_headers(subject.to_owned(), headers, body),
+        )
+        .await
+        .map_err(|_| "timed out queueing the publish".to_owned())?
+        .map_err(|e| format!("publish failed: {e}"))?;
+        tokio::time::timeout(
+            t + std::time::Duration::from_millis(100),
+            std::future::IntoFuture::into_future(fut),
+        )
+        .await
+        .map_err(|_| "timed out waiting for the JetStream ack".to_owned())?
+        .map_err(|e| format!("no JetStream ack: {e}"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

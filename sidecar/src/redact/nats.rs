@@ -24,6 +24,7 @@ use async_nats::{
     jetstream::{self, stream},
     ConnectOptions,
 };
+use brainbox_common::nats::JetStreamLink;
 use bytes::Bytes;
 use prometheus_client::{
     metrics::{counter::Counter, gauge::Gauge},
@@ -221,46 +222,43 @@ pub async fn start(
             std::io::Error::new(std::io::ErrorKind::InvalidInput, e),
         )
     })?;
-    let client = opts
-        .event_callback(move |e| {
-            let connected = connected.clone();
-            async move {
-                match e {
-                    async_nats::Event::Connected => {
-                        connected.set(1);
-                    }
-                    async_nats::Event::Disconnected => {
-                        connected.set(0);
-                    }
-                    _ => {}
+    let opts = opts.event_callback(move |e| {
+        let connected = connected.clone();
+        async move {
+            match e {
+                async_nats::Event::Connected => {
+                    connected.set(1);
                 }
+                async_nats::Event::Disconnected => {
+                    connected.set(0);
+                }
+                _ => {}
             }
-        })
-        .name("brainbox-sidecar-redact")
-        .retry_on_initial_connect()
-        .connection_timeout(Duration::from_secs(2))
-        .request_timeout(Some(cfg.ack_timeout))
-        .reconnect_delay_callback(|attempts| {
-            Duration::from_millis((attempts as u64 * 100).min(1000))
-        })
-        .connect(cfg.url.as_str())
-        .await
-        .map_err(|e| {
-            RedactError::Io(
-                format!("NATS {}", cfg.url),
-                std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()),
-            )
-        })?;
-    // Give a reachable server a moment, so a normal start does not begin with a failed publish;
-    // an unreachable one delays the start by at most this.
-    let deadline = Instant::now() + Duration::from_secs(1);
-    while client.connection_state() != async_nats::connection::State::Connected
-        && Instant::now() < deadline
-    {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    let mut js = jetstream::new(client.clone());
-    js.set_timeout(cfg.ack_timeout);
+        }
+    });
+    let ensure = cfg.create_stream.then(|| stream::Config {
+        name: cfg.stream.clone(),
+        subjects: cfg.stream_subjects.clone(),
+        storage: stream::StorageType::File,
+        duplicate_window: cfg.duplicate_window,
+        ..Default::default()
+    });
+    // An unreachable server delays the start by at most the initial wait.
+    let link = JetStreamLink::connect(
+        opts,
+        "brainbox-sidecar-redact",
+        &cfg.url,
+        cfg.ack_timeout,
+        Duration::from_secs(1),
+        ensure,
+    )
+    .await
+    .map_err(|e| {
+        RedactError::Io(
+            format!("NATS {}", cfg.url),
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()),
+        )
+    })?;
     let (tx, rx) = mpsc::channel(cfg.buffer_batches.max(1));
     let builder = BatchBuilder {
         cur: Vec::with_capacity(cfg.batch_bytes),
@@ -276,12 +274,10 @@ pub async fn start(
     let producer = format!("{}-{}-{nanos:x}", cfg.pod, std::process::id());
     let publisher = Publisher {
         cfg,
-        client,
-        js,
+        link,
         metrics,
         producer,
         seq: 0,
-        stream_ready: false,
         failing_since: None,
     };
     Ok((builder, tokio::spawn(publisher.run(rx, shutdown))))
@@ -289,12 +285,10 @@ pub async fn start(
 
 struct Publisher {
     cfg: NatsSinkConfig,
-    client: async_nats::Client,
-    js: jetstream::Context,
+    link: JetStreamLink,
     metrics: NatsMetrics,
     producer: String,
     seq: u64,
-    stream_ready: bool,
     failing_since: Option<Instant>,
 }
 
@@ -361,26 +355,6 @@ impl Publisher {
         lines: u64,
         body: Bytes,
     ) -> Result<jetstream::publish::PublishAck, String> {
-        // Nothing is handed to the client while it is disconnected: its reconnect buffer would
-        // re-send out of order (see the module doc).
-        if self.client.connection_state() != async_nats::connection::State::Connected {
-            return Err("not connected to NATS".into());
-        }
-        let t = self.cfg.ack_timeout;
-        if self.cfg.create_stream && !self.stream_ready {
-            let sc = stream::Config {
-                name: self.cfg.stream.clone(),
-                subjects: self.cfg.stream_subjects.clone(),
-                storage: stream::StorageType::File,
-                duplicate_window: self.cfg.duplicate_window,
-                ..Default::default()
-            };
-            tokio::time::timeout(t, self.js.get_or_create_stream(sc))
-                .await
-                .map_err(|_| "timed out ensuring the log stream".to_owned())?
-                .map_err(|e| format!("cannot ensure stream {}: {e}", self.cfg.stream))?;
-            self.stream_ready = true;
-        }
         let mut headers = HeaderMap::new();
         headers.insert("Nats-Msg-Id", id);
         headers.insert("Nats-Expected-Stream", self.cfg.stream.as_str());
@@ -388,20 +362,6 @@ impl Publisher {
         if !self.cfg.pod.is_empty() {
             headers.insert("Brainbox-Pod", self.cfg.pod.as_str());
         }
-        let fut = tokio::time::timeout(
-            t,
-            self.js
-                .publish_with_headers(self.cfg.subject.clone(), headers, body),
-        )
-        .await
-        .map_err(|_| "timed out queueing the publish".to_owned())?
-        .map_err(|e| format!("publish failed: {e}"))?;
-        tokio::time::timeout(
-            t + Duration::from_millis(100),
-            std::future::IntoFuture::into_future(fut),
-        )
-        .await
-        .map_err(|_| "timed out waiting for the JetStream ack".to_owned())?
-        .map_err(|e| format!("no JetStream ack: {e}"))
+        self.link.publish(&self.cfg.subject, headers, body).await
     }
 }
