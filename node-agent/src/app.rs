@@ -335,9 +335,17 @@ pub async fn run(cfg: AgentConfig) -> Result<(), RunError> {
                     recent: &mut recent,
                     done: &resp_tx,
                 };
+                let cx = EventContext {
+                    table: &table,
+                    cfg: &cfg,
+                    node: &node,
+                    detector: detector.as_ref(),
+                    redact: &redact_fn,
+                    metrics: &metrics,
+                };
                 let mut raised = Vec::new();
                 for ev in &batch {
-                    raised.extend(handle(ev, &mut procs, &table, &cfg, &node, detector.as_ref(), &redact_fn, &mut sink, &metrics, &mut response)?);
+                    raised.extend(handle(ev, &cx, &mut procs, &mut sink, &mut response)?);
                     processed.inc_by(ev.kind_name(), 1);
                 }
                 if let Some(path) = alert_path.as_mut() {
@@ -414,20 +422,32 @@ struct ResponseState<'a> {
     done: &'a tokio::sync::mpsc::Sender<ResponseReport>,
 }
 
+/// What [`handle`] reads for every event: fixed for the agent's run.
+struct EventContext<'a> {
+    table: &'a ContainerTable,
+    cfg: &'a AgentConfig,
+    node: &'a str,
+    detector: Option<&'a Detector>,
+    redact: &'a dyn Fn(&str) -> String,
+    metrics: &'a AgentMetrics,
+}
+
 /// Handles one sensor event: enrich, write it if wanted, evaluate the rules and write alerts.
-#[allow(clippy::too_many_arguments)]
 fn handle(
     ev: &crate::sensor::decode::SensorEvent,
+    cx: &EventContext<'_>,
     procs: &mut ProcessTable,
-    table: &ContainerTable,
-    cfg: &AgentConfig,
-    node: &str,
-    detector: Option<&Detector>,
-    redact: &dyn Fn(&str) -> String,
     sink: &mut Sink,
-    metrics: &AgentMetrics,
     response: &mut ResponseState<'_>,
 ) -> Result<Vec<(crate::detect::Alert, bool)>, RunError> {
+    let EventContext {
+        table,
+        cfg,
+        node,
+        detector,
+        redact,
+        metrics,
+    } = *cx;
     let mut raised = Vec::new();
     let Some(ev) = enrich::enrich(ev, procs, table) else {
         return Ok(raised);
@@ -466,61 +486,55 @@ fn handle(
             );
             sink.write(&alert)
                 .map_err(|e| RunError::Runtime(format!("writing alerts: {e}")))?;
-            let responding = respond(
-                &alert,
-                ev.container.as_ref(),
-                response.profiles,
-                response.responder,
-                response.recent,
-                node,
-                response.done,
-            );
+            let responding = response.start(&alert, ev.container.as_ref(), node);
             raised.push((alert, responding));
         }
     }
     Ok(raised)
 }
 
-/// Starts the profile's response to `alert`, if it has one and the rate limit allows it.
-/// Returns whether a response started.
-fn respond(
-    alert: &crate::detect::Alert,
-    container: Option<&Arc<crate::runtime::ContainerInfo>>,
-    profiles: &ProfileSet,
-    responder: Option<&Arc<Responder>>,
-    recent: &RecentEvents<crate::enrich::Enriched>,
-    node: &str,
-    done: &tokio::sync::mpsc::Sender<ResponseReport>,
-) -> bool {
-    let (Some(responder), Some(c)) = (responder, container) else {
-        return false;
-    };
-    let Some(profile) = profiles.get(&c.profile) else {
-        return false;
-    };
-    let Some(rule) = profile.response_for(&alert.rule, &alert.tags, &alert.priority) else {
-        return false;
-    };
-    if matches!(rule.action, brainbox_profile::Action::Alert) {
-        return false;
+impl ResponseState<'_> {
+    /// Starts the profile's response to `alert`, if it has one and the rate limit allows it.
+    /// Returns whether a response started.
+    fn start(
+        &self,
+        alert: &crate::detect::Alert,
+        container: Option<&Arc<crate::runtime::ContainerInfo>>,
+        node: &str,
+    ) -> bool {
+        let (profiles, responder, recent, done) =
+            (self.profiles, self.responder, &*self.recent, self.done);
+        let (Some(responder), Some(c)) = (responder, container) else {
+            return false;
+        };
+        let Some(profile) = profiles.get(&c.profile) else {
+            return false;
+        };
+        let Some(rule) = profile.response_for(&alert.rule, &alert.tags, &alert.priority) else {
+            return false;
+        };
+        if matches!(rule.action, brainbox_profile::Action::Alert) {
+            return false;
+        }
+        if !responder.admit(&c.id, &rule.name, rule.rate_limit) {
+            tracing::warn!(container_id = %c.id, response = %rule.name, "response rate-limited; alert only");
+            return false;
+        }
+        tracing::warn!(container_id = %c.id, response = %rule.name, action = ?rule.action, "response starting");
+        let recent: Vec<serde_json::Value> = recent
+            .get(c.cgroup_id)
+            .iter()
+            .filter_map(|e| serde_json::to_value(events::build(e, node)).ok())
+            .collect();
+        let (responder, alert, c, done) =
+            (responder.clone(), alert.clone(), c.clone(), done.clone());
+        let (action, name) = (rule.action, rule.name.clone());
+        tokio::spawn(async move {
+            let report = responder.run(action, name, &alert, c, recent).await;
+            let _ = done.send(report).await;
+        });
+        true
     }
-    if !responder.admit(&c.id, &rule.name, rule.rate_limit) {
-        tracing::warn!(container_id = %c.id, response = %rule.name, "response rate-limited; alert only");
-        return false;
-    }
-    tracing::warn!(container_id = %c.id, response = %rule.name, action = ?rule.action, "response starting");
-    let recent: Vec<serde_json::Value> = recent
-        .get(c.cgroup_id)
-        .iter()
-        .filter_map(|e| serde_json::to_value(events::build(e, node)).ok())
-        .collect();
-    let (responder, alert, c, done) = (responder.clone(), alert.clone(), c.clone(), done.clone());
-    let (action, name) = (rule.action, rule.name.clone());
-    tokio::spawn(async move {
-        let report = responder.run(action, name, &alert, c, recent).await;
-        let _ = done.send(report).await;
-    });
-    true
 }
 
 fn describe<E: std::fmt::Display>(r: Result<Result<(), E>, tokio::task::JoinError>) -> String {
