@@ -193,17 +193,13 @@ pub struct RevokeArgs {
 /// `brainboxctl identity ...`.
 pub fn identity(cmd: IdentityCmd, json_out: bool) -> i32 {
     let IdentityCmd::Revoke(args) = cmd;
-    if let Some(id) = &args.spiffe_id {
-        if !id.starts_with("spiffe://") {
-            eprintln!("brainboxctl: --spiffe-id `{id}` is not a SPIFFE ID (spiffe://...)");
-            return exit::USAGE;
-        }
-    }
-    if let Some(s) = &args.serial {
-        if s.is_empty() || !s.chars().all(|c| c.is_ascii_hexdigit() || c == ':') {
-            eprintln!("brainboxctl: --serial `{s}` is not hex");
-            return exit::USAGE;
-        }
+    // The same check every node applies to what it reads: refuse here what they would drop.
+    if let Err(e) = brainbox_alerts::control::check_revocation(
+        args.spiffe_id.as_deref(),
+        args.serial.as_deref(),
+    ) {
+        eprintln!("brainboxctl: identity revoke: {e}");
+        return exit::USAGE;
     }
     runtime().block_on(async move {
         let cp = match control(&args.nats).await {

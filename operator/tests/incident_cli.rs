@@ -570,3 +570,23 @@ fn dead_man_from_a_test_profile_enters_safe_mode_and_brainboxctl_checkin_lifts_i
     }
     drop(rt);
 }
+
+/// A revocation every node would drop is refused before anything is published (no NATS needed:
+/// the check runs first).
+#[test]
+fn identity_revoke_refuses_what_nodes_would_drop() {
+    for (args, needle) in [
+        (
+            &["identity", "revoke", "--spiffe-id", "https://x/y"][..],
+            "is not a SPIFFE ID",
+        ),
+        (
+            &["identity", "revoke", "--serial", "zz:01"][..],
+            "serial `zz:01` is not hex",
+        ),
+    ] {
+        let o = ctl(args);
+        assert_eq!(o.status.code(), Some(64), "{args:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains(needle), "{args:?}: {}", stderr(&o));
+    }
+}

@@ -122,6 +122,23 @@ pub const REVOCATIONS_SUBJECT: &str = "brainbox.revocations";
 /// Largest revocation message a node accepts.
 pub const MAX_REVOCATION_BYTES: usize = 4096;
 
+/// What makes a revocation acceptable, checked by `brainboxctl` before it publishes one and by
+/// every node agent on each one it reads: it names a SPIFFE ID (`spiffe://…`), a certificate
+/// serial (hex, colons allowed), or both. Errors quote the offending value escaped.
+pub fn check_revocation(spiffe_id: Option<&str>, serial: Option<&str>) -> Result<(), String> {
+    match (spiffe_id, serial) {
+        (None, None) => Err("names neither a spiffe_id nor a serial".into()),
+        (Some(id), _) if !id.starts_with("spiffe://") => Err(format!(
+            "`{}` is not a SPIFFE ID (spiffe://...)",
+            id.escape_debug()
+        )),
+        (_, Some(s)) if s.is_empty() || !s.chars().all(|c| c.is_ascii_hexdigit() || c == ':') => {
+            Err(format!("serial `{}` is not hex", s.escape_debug()))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Largest isolation request a node accepts.
 pub const MAX_ISOLATION_REQUEST_BYTES: usize = 4096;
 

@@ -4,7 +4,7 @@
 //! restarted agent replays the whole stream before it has been up for long. Pushed revocations
 //! add to the deny-list file's entries; they never remove any.
 
-use brainbox_alerts::control::{ControlPlane, MAX_REVOCATION_BYTES};
+use brainbox_alerts::control::{check_revocation, ControlPlane, MAX_REVOCATION_BYTES};
 use brainbox_identity::denylist::{Revocation, SharedDenyList};
 use futures_util::StreamExt;
 use std::{
@@ -21,16 +21,8 @@ pub fn parse(body: &[u8]) -> Result<Revocation, String> {
         return Err(format!("{} bytes, over {MAX_REVOCATION_BYTES}", body.len()));
     }
     let r: Revocation = serde_json::from_slice(body).map_err(|e| e.to_string())?;
-    match (&r.spiffe_id, &r.serial) {
-        (None, None) => Err("names neither a spiffe_id nor a serial".into()),
-        (Some(id), _) if !id.starts_with("spiffe://") => {
-            Err(format!("`{}` is not a SPIFFE ID", id.escape_debug()))
-        }
-        (_, Some(s)) if s.is_empty() || !s.chars().all(|c| c.is_ascii_hexdigit() || c == ':') => {
-            Err(format!("serial `{}` is not hex", s.escape_debug()))
-        }
-        _ => Ok(r),
-    }
+    check_revocation(r.spiffe_id.as_deref(), r.serial.as_deref())?;
+    Ok(r)
 }
 
 /// Follows the revocations stream for the life of the agent, pushing each revocation into
