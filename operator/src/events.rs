@@ -20,6 +20,24 @@ pub fn render(line: &str) -> Option<String> {
             sanitize(v["output"].as_str().unwrap_or(""))
         ));
     }
+    match kind {
+        "response" => return Some(render_response(clock, &v)),
+        "net_deny" => return Some(render_deny(clock, &v)),
+        "exec" | "syscall" => {}
+        // Other records (`image_unapproved`, ...): the kind and the container, then the JSON.
+        _ => {
+            let mut rest = v.clone();
+            if let Some(o) = rest.as_object_mut() {
+                o.remove("type");
+                o.remove("time");
+            }
+            return Some(format!(
+                "{clock}  {:<6} {}",
+                sanitize(kind),
+                sanitize(&clip(&rest.to_string(), 200))
+            ));
+        }
+    }
     let c = &v["container"];
     let who = if c.is_null() {
         format!("cgroup {}", v["cgroup_id"])
@@ -51,6 +69,63 @@ pub fn render(line: &str) -> Option<String> {
         argv,
         if p["truncated"] == true { " …" } else { "" }
     ))
+}
+
+/// `RESP` line: the action, the container, each step with its outcome and time, the evidence.
+fn render_response(clock: &str, v: &Value) -> String {
+    let short = |k: &str| -> String { v[k].as_str().unwrap_or("").chars().take(12).collect() };
+    let steps: Vec<String> = v["steps"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|s| {
+                    format!(
+                        "{} {} {}ms",
+                        s["step"].as_str().unwrap_or("?"),
+                        if s["ok"] == true { "ok" } else { "FAILED" },
+                        s["ms"]
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut line = format!(
+        "{clock}  RESP   {:<8} {} ({}): {}",
+        v["action"].as_str().unwrap_or("?"),
+        short("container_id"),
+        v["response"].as_str().unwrap_or("?"),
+        steps.join(", ")
+    );
+    if v["evidence_id"].is_string() {
+        line.push_str(&format!("  evidence={}", short("evidence_id")));
+    }
+    if v["new_container_id"].is_string() {
+        line.push_str(&format!("  new={}", short("new_container_id")));
+    }
+    sanitize(&line)
+}
+
+/// `DENY` line: who tried to reach what, and the rule that said no.
+fn render_deny(clock: &str, v: &Value) -> String {
+    let d = &v["destination"];
+    sanitize(&format!(
+        "{clock}  DENY   {} [{}] -> {}:{} {} ({}: {})",
+        v["container"]["name"].as_str().unwrap_or("?"),
+        v["process"]["comm"].as_str().unwrap_or("?"),
+        d["addr"].as_str().unwrap_or("?"),
+        d["port"],
+        v["proto"].as_str().unwrap_or("?"),
+        v["reason"].as_str().unwrap_or("?"),
+        v["rule"].as_str().unwrap_or("?"),
+    ))
+}
+
+/// At most `max` characters, `…` when cut.
+fn clip(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_owned(),
+    }
 }
 
 /// Control characters (a forged newline, an ANSI escape) become `?`.
@@ -129,6 +204,24 @@ mod tests {
             "{r}"
         );
         assert!(!r.contains('\n') && !r.contains('\u{1b}'), "{r}");
+    }
+
+    #[test]
+    fn renders_responses_denials_and_other_records() {
+        let l = r#"{"type":"response","time":"2026-11-26T01:57:46.300000Z","alert_id":"a","response":"critical-recycle","action":"recycle","container_id":"d64fb3cd880141acef","steps":[{"step":"freeze","ok":true,"ms":13,"detail":null,"audit_seq":2},{"step":"capture","ok":false,"ms":128,"detail":"x","audit_seq":3}],"evidence_id":"24f1f2493abe930fd733","new_container_id":"4aca5ae03a93ffff"}"#;
+        assert_eq!(
+            render(l).unwrap(),
+            "01:57:46.300  RESP   recycle  d64fb3cd8801 (critical-recycle): freeze ok 13ms, capture FAILED 128ms  evidence=24f1f2493abe  new=4aca5ae03a93"
+        );
+        let l = r#"{"type":"net_deny","time":"2026-11-26T01:57:53.540838285Z","container":{"name":"demo-agent"},"destination":{"addr":"198.18.77.1","port":80},"proto":"tcp","reason":"no-flow","rule":"in-pod: agent may reach only its sidecar's proxy port","process":{"comm":"nc\u001b[2J","pid":5}}"#;
+        assert_eq!(
+            render(l).unwrap(),
+            "01:57:53.540  DENY   demo-agent [nc?[2J] -> 198.18.77.1:80 tcp (no-flow: in-pod: agent may reach only its sidecar's proxy port)"
+        );
+        let l = r#"{"type":"image_unapproved","time":"2026-11-26T01:00:00.000000Z","node":"n\nFAKE","baseline_size":2}"#;
+        let r = render(l).unwrap();
+        assert!(r.starts_with("01:00:00.000  image_unapproved {"), "{r}");
+        assert!(!r.contains('\n'), "{r}");
     }
 
     #[test]

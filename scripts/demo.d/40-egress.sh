@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# demo: Egress: the sidecar's proxy lets a pod reach only what its SPIFFE ID's policy names
 # Demo: the sidecar's egress proxy allows what the pod's SPIFFE ID's policy names and refuses the
 # rest, with a machine-readable reason and an audit record for each decision.
 set -euo pipefail

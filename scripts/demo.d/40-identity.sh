@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
+# demo: Identity: SPIFFE Workload API served by the node agent (/run/brainbox/identity/agent.sock)
 # Identity: the node agent's SPIFFE Workload API attests lab containers by their cgroup.
 set -euo pipefail
 B=$'\033[1m'; G=$'\033[1;32m'; R=$'\033[1;31m'; C=$'\033[1;36m'; N=$'\033[0m'
 SOCK_DIR=/run/brainbox/identity
 IMG=$(docker images --format '{{.Repository}}:{{.Tag}}' brainbox-lab/sidecar | head -1)
-printf '\n%s▶ Identity: SPIFFE Workload API served by the node agent (%s/agent.sock)%s\n' "$C" "$SOCK_DIR" "$N"
 [ -S "$SOCK_DIR/agent.sock" ] || { echo "no Workload API socket (identity disabled?)"; exit 0; }
 POD=demo-id
 cleanup() { docker rm -f "$POD-sidecar" demo-id-stranger >/dev/null 2>&1 || true; }
@@ -16,7 +16,7 @@ docker run -d --rm --name "$POD-sidecar" "${common[@]}" --tmpfs /run/svid:size=1
 docker run -d --rm --name demo-id-stranger "${common[@]}" -e BRAINBOX_SVID__ENABLED=false "$IMG" run >/dev/null
 printf '%s$ docker exec %s-sidecar /brainbox-sidecar svid-fetch --audience demo%s\n' "$B" "$POD" "$N"
 for _ in $(seq 1 40); do
-  if out=$(docker exec "$POD-sidecar" /brainbox-sidecar svid-fetch --audience demo 2>&1); then break; fi
+  if out=$(docker exec -e BRAINBOX_LOG__LEVEL=warn "$POD-sidecar" /brainbox-sidecar svid-fetch --audience demo 2>&1); then break; fi
   sleep 0.25
 done
 echo "$out" | grep '^{' || echo "$out"

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
+# demo: Redaction: secrets and personal data out of the pod's logs, with correlatable fingerprints
 # Redaction: what an agent prints, and what leaves the pod.
 set -euo pipefail
 : "${ROOT:?}" "${BIN:?}"
 key=$(mktemp)
 trap 'rm -f "$key"' EXIT
-echo "demo fingerprint key" > "$key"
+head -c 32 /dev/urandom | base64 > "$key"   # a Kubernetes Secret in a cluster
 input=$(cat <<'LOG'
 2026-11-25T16:20:25Z INFO agent cloning with token ghp_R2d2C3poBB8LukeLeia0123456789abcdEFG
 {"ts":"2026-11-25T16:20:26Z","msg":"db connect","cfg":{"user":"app","password":"Tr0ub4dor&3"}}
@@ -16,8 +17,8 @@ LOG
 echo "--- agent writes:"
 printf '%s\n' "$input"
 echo "--- brainbox-sidecar redact outputs (same secret, same fingerprint):"
-printf '%s\n' "$input" | "$BIN/brainbox-sidecar" redact --key-file "$key" --rules-dir "$ROOT/profiles/redact"
-printf 'ESC forging: \033[2K\033[1Afake "login ok"\r\n' | "$BIN/brainbox-sidecar" redact --key-file "$key"
+printf '%s\n' "$input" | BRAINBOX_LOG__LEVEL=warn "$BIN/brainbox-sidecar" redact --key-file "$key" --rules-dir "$ROOT/profiles/redact"
+printf 'ESC forging: \033[2K\033[1Afake "login ok"\r\n' | BRAINBOX_LOG__LEVEL=warn "$BIN/brainbox-sidecar" redact --key-file "$key"
 
 # The same engine inside the long-running sidecar: `[redact.pipeline]` in its configuration
 # makes `brainbox-sidecar run` tail the agent's log file (and/or listen on a socket) and write

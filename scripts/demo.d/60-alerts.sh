@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# demo: Alerts over NATS JetStream: the operator's tail, acks, check-in and safe-mode commands
 # Demo: alerts over JetStream, the operator's tail, check-in and safe mode, against a private
 # nats-server on a free loopback port (killed at the end).
 set -euo pipefail

@@ -49,7 +49,7 @@ struct Setup {
 impl Setup {
     fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("key"), b"run-test-key").unwrap();
+        std::fs::write(dir.path().join("key"), b"run-test-key-0123456789").unwrap();
         Setup {
             dir,
             metrics: free_port(),

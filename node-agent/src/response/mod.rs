@@ -104,6 +104,8 @@ pub struct ResponseReport {
     /// Always `response`.
     #[serde(rename = "type")]
     pub kind: &'static str,
+    /// When the response started, RFC 3339.
+    pub time: String,
     /// The alert that triggered it.
     pub alert_id: String,
     /// The response rule.
@@ -282,6 +284,7 @@ impl Responder {
     ) -> ResponseReport {
         let mut report = ResponseReport {
             kind: "response",
+            time: humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string(),
             alert_id: alert.id.clone(),
             response,
             action: format!("{action:?}").to_lowercase(),

@@ -123,6 +123,27 @@ pub fn engine_from_config(cfg: &crate::config::RedactConfig) -> Result<Engine, R
     engine_from(cfg.rules_dir.as_deref(), cfg.key_file.as_deref())
 }
 
+/// Fewest bytes a fingerprint key file may hold (surrounding whitespace aside).
+pub const MIN_KEY_BYTES: usize = 16;
+
+/// The key material of a key file, refused when it is too short to be secret: whoever knows the
+/// key can test guesses against a fingerprint, and the secrets behind many fingerprints (phone
+/// and card numbers, short passwords) are few enough to enumerate. An empty file (a Secret
+/// mounted before it was filled, `/dev/null`) would otherwise give every pod the same public
+/// key without a word.
+fn check_key_material(k: &[u8]) -> Result<&[u8], String> {
+    let t = k.trim_ascii();
+    if t.len() < MIN_KEY_BYTES {
+        return Err(format!(
+            "holds {} bytes of key material, fewer than {MIN_KEY_BYTES}: \
+             make one with `head -c 32 /dev/urandom | base64`",
+            t.len()
+        ));
+    }
+    // The whole content is the material, as it always was: fingerprints do not change.
+    Ok(k)
+}
+
 fn engine_from(
     rules_dir: Option<&std::path::Path>,
     key_file: Option<&std::path::Path>,
@@ -130,7 +151,12 @@ fn engine_from(
     let key = if let Some(p) = key_file {
         let k =
             std::fs::read(p).map_err(|e| RedactError::Io(format!("read {}", p.display()), e))?;
-        FingerprintKey::derive(&k)
+        FingerprintKey::derive(check_key_material(&k).map_err(|why| {
+            RedactError::Io(
+                format!("fingerprint key {}", p.display()),
+                std::io::Error::new(std::io::ErrorKind::InvalidData, why),
+            )
+        })?)
     } else {
         tracing::warn!("no fingerprint key given: fingerprints correlate only within this process");
         FingerprintKey::random().map_err(|e| RedactError::Io("read /dev/urandom".into(), e))?
@@ -322,4 +348,29 @@ pub async fn run(args: RedactArgs) -> Result<(), RedactError> {
         _ = term.recv() => {}
     }
     p.shutdown().await
+}
+
+#[cfg(test)]
+mod key_tests {
+    use super::*;
+
+    #[test]
+    fn short_or_empty_key_files_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        for (content, ok) in [
+            (&b""[..], false),
+            (b"\n\n  \n", false),
+            (b"run-test-key\n", false),
+            (b"0123456789abcdef", true),
+            (b"  an operator's long passphrase\n", true),
+        ] {
+            let p = dir.path().join("key");
+            std::fs::write(&p, content).unwrap();
+            let r = engine_from(None, Some(&p));
+            assert_eq!(r.is_ok(), ok, "{content:?}");
+            if let Err(e) = r {
+                assert!(e.to_string().contains("fewer than 16"), "{e}");
+            }
+        }
+    }
 }
