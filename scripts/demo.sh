@@ -19,7 +19,8 @@ export BIN="$ROOT/target/debug" ROOT
 DEMO=$(mktemp -d /tmp/brainbox-demo.XXXX)
 POD=demo
 cleanup() {
-  [ -n "${AGENT_PID:-}" ] && kill "$AGENT_PID" 2>/dev/null && wait "$AGENT_PID" 2>/dev/null
+  [ -n "${AGENT_PID:-}" ] && kill "$AGENT_PID" 2>/dev/null && { wait "$AGENT_PID" 2>/dev/null || true; }
+  [ -n "${NATS_PID:-}" ] && kill "$NATS_PID" 2>/dev/null && { wait "$NATS_PID" 2>/dev/null || true; }
   # The demo agent's zone pins (its own folder: pins outlive an agent by design).
   rm -rf /sys/fs/bpf/brainbox-demo 2>/dev/null
   # Sealed evidence is immutable (chattr +i); lift that before removing the demo's folder.
@@ -31,6 +32,13 @@ trap cleanup EXIT
 "$BIN/brainbox-lab" images >/dev/null
 
 step "Starting the node agent (eBPF sensor + Docker attribution + the upstream Falco rules)"
+# Its alerts go to a private nats-server -js on a free loopback port (the operator's view below).
+NATS_PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+nats-server -js -a 127.0.0.1 -p "$NATS_PORT" -sd "$DEMO/nats" >"$DEMO/nats.log" 2>&1 &
+NATS_PID=$!
+export DEMO_NATS_URL="nats://127.0.0.1:$NATS_PORT"
+BRAINBOX_ALERTS__NATS_URL="$DEMO_NATS_URL" BRAINBOX_ALERTS__SPOOL_DIR="$DEMO/spool" \
+BRAINBOX_ALERTS__COALESCE_SECS=2 BRAINBOX_NODE_NAME=demo-node \
 BRAINBOX_EVENTS__OUTPUT="$DEMO/events.jsonl" BRAINBOX_METRICS__LISTEN=127.0.0.1:19464 \
 BRAINBOX_RESPONSE__EVIDENCE_DIR="$DEMO/evidence" BRAINBOX_RESPONSE__AUDIT_LOG="$DEMO/audit.log" \
 BRAINBOX_ZONES__PIN_DIR=/sys/fs/bpf/brainbox-demo \
@@ -105,6 +113,12 @@ grep '"/etc/hostname"' "$DEMO/events.jsonl" | head -1
 grep '"type":"alert"' "$DEMO/events.jsonl" | grep 'Redirect STDOUT' | head -1
 printf '\n%sCounters (alerts by rule; kernel events and drops, which are exported, never hidden):%s\n' "$B" "$N"
 curl -s http://127.0.0.1:19464/metrics | grep -E '^brainbox_(sensor_kernel|watched|alerts)' | grep -v ' 0$' || true
+
+step "What the operator is sent: the same alerts over NATS JetStream (brainboxctl alerts tail)"
+echo "Identical alerts (same container, rule and output) within alerts.coalesce_secs (2 s here, 10 by"
+echo "default) go out once, then as one summary that counts the rest; the CRITICAL alert whose"
+echo "response captured evidence carries its bundle id."
+run "$BIN/brainboxctl" alerts tail --nats "$DEMO_NATS_URL" --idle-exit 4
 
 for seg in "$ROOT"/scripts/demo.d/*.sh; do
   [ -e "$seg" ] || continue

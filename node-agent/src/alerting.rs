@@ -5,12 +5,18 @@
 
 use crate::detect::Alert;
 use brainbox_alerts::{
+    coalesce::{CoalesceConfig, Coalescer},
     metrics::AlertMetrics,
     publisher::{Publisher, PublisherConfig, PublisherState},
     schema::{Alert as WireAlert, ContainerRef, Priority},
 };
 use serde::Deserialize;
-use std::{collections::HashMap, path::PathBuf, str::FromStr};
+use std::{
+    collections::HashMap,
+    path::PathBuf,
+    str::FromStr,
+    time::{Duration, Instant},
+};
 
 /// `[alerts]` settings.
 #[derive(Debug, Clone, Deserialize)]
@@ -26,6 +32,10 @@ pub struct AlertsConfig {
     pub spool_dir: PathBuf,
     /// How often safe mode re-checks the dead-man clock and republishes the node's state (ms).
     pub safety_tick_ms: u64,
+    /// Identical alerts (same container, rule, priority and output) within this many seconds
+    /// of the first are sent as one summary with a count (0: every alert on its own). The
+    /// first is always sent at once; the event output keeps every alert.
+    pub coalesce_secs: u64,
 }
 
 impl Default for AlertsConfig {
@@ -36,6 +46,7 @@ impl Default for AlertsConfig {
             nats_auth: Default::default(),
             spool_dir: PathBuf::from("/var/lib/brainbox/spool"),
             safety_tick_ms: 1000,
+            coalesce_secs: 10,
         }
     }
 }
@@ -67,6 +78,8 @@ pub fn to_wire(a: &Alert, evidence_id: Option<String>) -> WireAlert {
         tags: a.tags.clone(),
         output: a.output.clone(),
         evidence_id,
+        repeats: 0,
+        repeats_since: None,
     }
 }
 
@@ -74,6 +87,8 @@ pub fn to_wire(a: &Alert, evidence_id: Option<String>) -> WireAlert {
 pub struct AlertPath {
     publisher: Publisher,
     held: HashMap<String, Alert>,
+    coalescer: Coalescer,
+    metrics: AlertMetrics,
 }
 
 impl AlertPath {
@@ -81,12 +96,17 @@ impl AlertPath {
     pub async fn start(cfg: &AlertsConfig, metrics: AlertMetrics) -> Result<Self, String> {
         let mut pc = PublisherConfig::new(&cfg.nats_url, &cfg.spool_dir);
         pc.auth = cfg.nats_auth.clone();
-        let (publisher, _task) = Publisher::start(pc, metrics)
+        let (publisher, _task) = Publisher::start(pc, metrics.clone())
             .await
             .map_err(|e| e.to_string())?;
         Ok(Self {
             publisher,
             held: HashMap::new(),
+            coalescer: Coalescer::new(CoalesceConfig {
+                window: Duration::from_secs(cfg.coalesce_secs),
+                ..Default::default()
+            }),
+            metrics,
         })
     }
 
@@ -95,12 +115,47 @@ impl AlertPath {
         self.publisher.state()
     }
 
-    /// Sends an alert now.
-    pub async fn send(&self, a: &Alert, evidence_id: Option<String>) {
-        let wire = to_wire(a, evidence_id);
+    /// Sends an alert that no response holds, folding identical repeats (see
+    /// `brainbox_alerts::coalesce`): the first goes now, repeats go as one summary later.
+    pub async fn send(&mut self, a: &Alert) {
+        let out = self.coalescer.offer(to_wire(a, None), Instant::now());
+        if out.is_empty() {
+            self.metrics.coalesced.inc();
+        }
+        for w in out {
+            self.submit(w).await;
+        }
+    }
+
+    /// Sends the summaries of coalescing windows that have closed (call about once a second).
+    pub async fn tick(&mut self) {
+        for w in self.coalescer.expired(Instant::now()) {
+            self.submit(w).await;
+        }
+    }
+
+    /// At shutdown: sends every pending summary and every held alert (without its evidence:
+    /// the response did not report), then waits up to `timeout` for delivery. What is not
+    /// delivered by then is in the spool, sent by the next start.
+    pub async fn finish(&mut self, timeout: Duration) {
+        for w in self.coalescer.drain() {
+            self.submit(w).await;
+        }
+        let held: Vec<Alert> = self.held.drain().map(|(_, a)| a).collect();
+        for a in held {
+            self.submit(to_wire(&a, None)).await;
+        }
+        if !self.publisher.flush(timeout).await {
+            tracing::warn!(
+                "alerts not all delivered at shutdown; the spool keeps them for the next start"
+            );
+        }
+    }
+
+    async fn submit(&self, wire: WireAlert) {
+        let id = wire.id.clone();
         match self.publisher.submit(wire).await {
             Ok(receipt) => {
-                let id = a.id.clone();
                 tokio::spawn(async move {
                     if let Err(e) = receipt.wait().await {
                         tracing::error!(alert_id = %id, error = %e, "alert not delivered or spooled");
@@ -108,7 +163,7 @@ impl AlertPath {
                 });
             }
             Err(e) => {
-                tracing::error!(alert_id = %a.id, error = %e, "alert refused by the publisher")
+                tracing::error!(alert_id = %id, error = %e, "alert refused by the publisher")
             }
         }
     }
@@ -118,10 +173,11 @@ impl AlertPath {
         self.held.insert(a.id.clone(), a);
     }
 
-    /// Releases a held alert with the response's evidence id.
+    /// Releases a held alert with the response's evidence id (never folded: it carries its own
+    /// evidence).
     pub async fn release(&mut self, alert_id: &str, evidence_id: Option<String>) {
         if let Some(a) = self.held.remove(alert_id) {
-            self.send(&a, evidence_id).await;
+            self.submit(to_wire(&a, evidence_id)).await;
         }
     }
 }

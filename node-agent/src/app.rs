@@ -323,6 +323,9 @@ pub async fn run(cfg: AgentConfig) -> Result<(), RunError> {
         .map_err(|e| RunError::Config(format!("events.output `{}`: {e}", cfg.events.output)))?;
     let mut procs = ProcessTable::default();
     let mut last_expiry = std::time::Instant::now();
+    // Summaries of coalesced alerts go out within a second of their window closing.
+    let mut coalesce_tick = tokio::time::interval(Duration::from_secs(1));
+    coalesce_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|e| RunError::Runtime(e.to_string()))?;
     loop {
@@ -353,7 +356,7 @@ pub async fn run(cfg: AgentConfig) -> Result<(), RunError> {
                         if responding {
                             path.hold(alert);
                         } else {
-                            path.send(&alert, None).await;
+                            path.send(&alert).await;
                         }
                     }
                 }
@@ -406,11 +409,19 @@ pub async fn run(cfg: AgentConfig) -> Result<(), RunError> {
             r = &mut sensor_task => {
                 return Err(RunError::Runtime(format!("sensor stopped: {}", describe(r))));
             }
+            _ = coalesce_tick.tick(), if alert_path.is_some() => {
+                if let Some(path) = alert_path.as_mut() {
+                    path.tick().await;
+                }
+            }
             _ = tokio::signal::ctrl_c() => break,
             _ = sigterm.recv() => break,
         }
     }
     tracing::info!("shutting down");
+    if let Some(path) = alert_path.as_mut() {
+        path.finish(Duration::from_secs(3)).await;
+    }
     Ok(())
 }
 

@@ -519,8 +519,16 @@ async fn tail(o: TailOpts) -> Result<i32, i32> {
 
 fn human(a: &Alert) -> String {
     let short = |s: &str| s.chars().take(12).collect::<String>();
-    format!(
-        "{} {:<13} node={} container={}({}) rule=\"{}\" evidence={} id={}\n    {}",
+    // A summary of identical alerts (coalesced by the node agent) says how many and since when.
+    let repeats = match (a.repeats, &a.repeats_since) {
+        (0, _) => String::new(),
+        (n, Some(since)) => format!(" +{n} identical since {since}"),
+        (n, None) => format!(" +{n} identical"),
+    };
+    // Everything here came over the network: no control character reaches the terminal, and
+    // the only line break is ours.
+    let head = format!(
+        "{} {:<13} node={} container={}({}) rule=\"{}\"{repeats} evidence={} id={}",
         a.time,
         a.priority.as_str().to_uppercase(),
         a.node,
@@ -529,7 +537,11 @@ fn human(a: &Alert) -> String {
         a.rule,
         a.evidence_id.as_deref().unwrap_or("-"),
         a.id,
-        a.output
+    );
+    format!(
+        "{}\n    {}",
+        crate::events::sanitize(&head),
+        crate::events::sanitize(&a.output)
     )
 }
 
@@ -665,4 +677,37 @@ async fn status(cp: &ControlPlane, json_out: bool) -> i32 {
         );
     }
     exit::OK
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn human_lines_show_repeats_and_no_control_characters() {
+        let mut a = Alert::for_event(
+            "node\u{1b}[2J",
+            brainbox_alerts::ContainerRef {
+                id: "0123456789abcdef".into(),
+                name: "agent".into(),
+                image: "img".into(),
+            },
+            "Redirect STDOUT/STDIN to Network Connection in Container",
+            Priority::Critical,
+            vec![],
+            "nc -e /bin/sh\nFORGED 2026 CRITICAL".into(),
+            std::time::UNIX_EPOCH,
+            1,
+        );
+        a.repeats = 3;
+        a.repeats_since = Some("2026-11-26T01:57:46Z".into());
+        let h = human(&a);
+        assert!(
+            h.contains(" +3 identical since 2026-11-26T01:57:46Z "),
+            "{h}"
+        );
+        assert!(!h.contains('\u{1b}'), "{h}");
+        // One line for the header, one for the output: the forged newline is gone.
+        assert_eq!(h.lines().count(), 2, "{h}");
+    }
 }

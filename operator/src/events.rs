@@ -129,7 +129,7 @@ fn clip(s: &str, max: usize) -> String {
 }
 
 /// Control characters (a forged newline, an ANSI escape) become `?`.
-fn sanitize(s: &str) -> String {
+pub fn sanitize(s: &str) -> String {
     s.chars()
         .map(|c| if c.is_control() { '?' } else { c })
         .collect()

@@ -3,6 +3,7 @@
 //! incident acknowledgements) kept in JetStream key-value buckets.
 
 pub mod breaker;
+pub mod coalesce;
 pub mod control;
 pub mod metrics;
 pub mod monitor;
@@ -12,6 +13,7 @@ pub mod schema;
 pub mod spool;
 
 pub use breaker::{BreakerConfig, BreakerState};
+pub use coalesce::{CoalesceConfig, Coalescer};
 pub use metrics::AlertMetrics;
 pub use publisher::{Delivery, PublishError, Publisher, PublisherConfig, PublisherState, Receipt};
 pub use schema::{alert_id, Alert, ContainerRef, Priority};

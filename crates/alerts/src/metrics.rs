@@ -28,6 +28,8 @@ pub struct AlertMetrics {
     pub spool_full: Gauge,
     /// Breaker state: 0 closed, 1 half-open, 2 open.
     pub breaker_state: Gauge,
+    /// Alerts folded into a summary of identical alerts instead of being sent one by one.
+    pub coalesced: Counter,
 }
 
 impl AlertMetrics {
@@ -70,6 +72,11 @@ impl AlertMetrics {
             "Undelivered bytes in the spool",
             prometheus_client::registry::Unit::Bytes,
             self.spool_bytes.clone(),
+        );
+        r.register(
+            "coalesced",
+            "Alerts folded into a summary of identical alerts (each still counted in it)",
+            self.coalesced.clone(),
         );
         r.register(
             "spool_records",

@@ -124,6 +124,17 @@ pub struct Alert {
     /// The sealed evidence bundle, if one was captured.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub evidence_id: Option<String>,
+    /// A summary of identical alerts (see `coalesce`): how many this one stands for, itself
+    /// included; 0 for an ordinary alert.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub repeats: u64,
+    /// With `repeats`: when the first of them happened (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repeats_since: Option<String>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// Derives a stable alert id from what identifies one firing of one rule: the same event raised
@@ -173,6 +184,8 @@ impl Alert {
             tags,
             output,
             evidence_id: None,
+            repeats: 0,
+            repeats_since: None,
         }
     }
 
