@@ -2,6 +2,7 @@
 //! (`brainbox-rules`). This module is the bridge: it answers the engine's field questions from an
 //! [`Enriched`] event and turns matches into alerts.
 
+use crate::dns::DnsNames;
 use crate::enrich::{Arg, Enriched};
 use brainbox_rules::{
     Capabilities, CompiledRule, Event, EventType, Field, FieldArg, RuleSet, Value,
@@ -11,7 +12,11 @@ use std::{
     borrow::Cow,
     net::IpAddr,
     path::{Path, PathBuf},
-    sync::atomic::{AtomicU64, Ordering},
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
+    time::Duration,
 };
 
 /// Capability names by bit, for `thread.cap_effective`.
@@ -85,6 +90,7 @@ pub struct View<'a> {
     node: &'a str,
     etype: EventType,
     num: u64,
+    dns: Option<&'a DnsNames>,
 }
 
 impl<'a> View<'a> {
@@ -95,7 +101,24 @@ impl<'a> View<'a> {
             node,
             etype: EventType::from_name(ev.evt_type)?,
             num,
+            dns: None,
         })
+    }
+
+    /// With the names rules compare `fd.sip.name`/`fd.cip.name` with, resolved.
+    pub fn with_dns(mut self, dns: &'a DnsNames) -> Self {
+        self.dns = Some(dns);
+        self
+    }
+
+    fn names_of(&self, ip: Option<IpAddr>) -> Option<Value<'_>> {
+        let names = self.dns?.names_of(ip?)?;
+        Some(Value::List(
+            names
+                .into_iter()
+                .map(|n| Value::Str(Cow::Owned(n.to_string())))
+                .collect(),
+        ))
     }
 
     fn ancestor_names(&self) -> Vec<&str> {
@@ -327,6 +350,8 @@ impl Event for View<'_> {
                 .map(|f| Value::Str(Cow::Borrowed(f.name.rsplit('/').next().unwrap_or("")))),
             Field::FdCip | Field::FdCnet => fd.and_then(|f| f.client).map(|a| Value::Ip(a.ip())),
             Field::FdSip | Field::FdSnet => fd.and_then(|f| f.server).map(|a| Value::Ip(a.ip())),
+            Field::FdSipName => self.names_of(fd.and_then(|f| f.server).map(|a| a.ip())),
+            Field::FdCipName => self.names_of(fd.and_then(|f| f.client).map(|a| a.ip())),
             Field::FdLip => self.endpoints().0.map(|a| Value::Ip(a.ip())),
             Field::FdRip => self.endpoints().1.map(|a| Value::Ip(a.ip())),
             Field::FdIp | Field::FdNet => {
@@ -461,6 +486,7 @@ pub enum DetectError {
 pub struct Detector {
     rules: RuleSet,
     seq: AtomicU64,
+    dns: Arc<DnsNames>,
 }
 
 impl Detector {
@@ -473,10 +499,25 @@ impl Detector {
         }
         let rules = RuleSet::load_files(files, &Capabilities::default())
             .map_err(|e| DetectError::Load(e.to_string()))?;
+        let mut names = rules.compared_strings(Field::FdSipName);
+        names.extend(rules.compared_strings(Field::FdCipName));
         Ok(Detector {
             rules,
             seq: AtomicU64::new(0),
+            dns: DnsNames::new(names),
         })
+    }
+
+    /// Starts resolving the host names the rules compare `fd.sip.name`/`fd.cip.name` with
+    /// (every 30 s; a name that stops resolving keeps its addresses for an hour).
+    pub fn start_dns(&self) {
+        self.dns
+            .start(Duration::from_secs(30), Duration::from_secs(3600));
+    }
+
+    /// The host names the rules compare `fd.sip.name`/`fd.cip.name` with.
+    pub fn dns(&self) -> &Arc<DnsNames> {
+        &self.dns
     }
 
     /// The compiled rule set.
@@ -500,6 +541,7 @@ impl Detector {
         let Some(view) = View::new(ev, node, num) else {
             return vec![];
         };
+        let view = view.with_dns(&self.dns);
         let mut out = vec![];
         self.rules.for_each_match(&view, |r: &CompiledRule| {
             out.push(alert(r, &view, node, num, redact));

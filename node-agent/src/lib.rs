@@ -9,6 +9,7 @@ pub mod alerting;
 pub mod app;
 pub mod config;
 pub mod detect;
+pub mod dns;
 pub mod enrich;
 pub mod events;
 pub mod identity;

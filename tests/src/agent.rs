@@ -19,12 +19,35 @@ impl Agent {
     /// Starts `brainbox-node-agent run` with events and logs in a temp dir, plus `env` overrides,
     /// and waits until it reports ready.
     pub fn start(env: &[(&str, &str)]) -> Result<Agent> {
+        Self::start_with_hosts(env, None)
+    }
+
+    /// [`Agent::start`], with `extra_hosts` lines added to the agent's view of `/etc/hosts`
+    /// (its own mount namespace; the node's file is not touched), for rules on host names.
+    pub fn start_with_hosts(env: &[(&str, &str)], extra_hosts: Option<&str>) -> Result<Agent> {
         let dir = tempfile::tempdir()?;
         let events = dir.path().join("events.jsonl");
         // Each agent gets its own Workload API socket, so parallel tests never share one.
         let workload = dir.path().join("workload");
         let log = std::fs::File::create(dir.path().join("agent.log"))?;
-        let mut cmd = Command::new(crate::bin_path("brainbox-node-agent"));
+        let agent_bin = crate::bin_path("brainbox-node-agent");
+        let mut cmd = match extra_hosts {
+            None => Command::new(&agent_bin),
+            Some(lines) => {
+                let hosts = dir.path().join("hosts");
+                let mut text = std::fs::read_to_string("/etc/hosts").unwrap_or_default();
+                text.push('\n');
+                text.push_str(lines);
+                text.push('\n');
+                std::fs::write(&hosts, text)?;
+                let mut c = Command::new("unshare");
+                c.args(["--mount", "--propagation", "private", "sh", "-c"])
+                    .arg("mount --bind \"$1\" /etc/hosts && exec \"$0\" \"$2\"")
+                    .arg(&agent_bin)
+                    .arg(&hosts);
+                c
+            }
+        };
         cmd.arg("run")
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())

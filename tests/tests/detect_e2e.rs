@@ -254,3 +254,46 @@ fn exception_in_a_profile_file_suppresses_a_firing_rule() {
     assert!(out.contains("/tmp/other-link"), "{out}");
     assert!(!out.contains("/tmp/allowed-link"), "{out}");
 }
+
+/// The last upstream stable rule, *Contact K8S API Server From Container*, compares
+/// `fd.sip.name` with `kubernetes.default.svc.cluster.local`. The agent resolves the names rules
+/// compare that field with (as Falco's DNS manager does); here the agent's own view of
+/// `/etc/hosts` (a private mount namespace) points the name at 127.0.0.1, and a container
+/// connects to its loopback, as a pod would connect to the API server's service address.
+#[test]
+fn contact_k8s_api_server_fires_through_the_rule_name_resolver() {
+    require::lab();
+    let mut agent =
+        Agent::start_with_hosts(&[], Some("127.0.0.1 kubernetes.default.svc.cluster.local"))
+            .unwrap();
+    let name = unique("e2e-k8sapi");
+    let mut spec = PodSpec::new(&name);
+    spec.profile = Some("observe");
+    let pod = Pod::start(&spec).unwrap();
+    agent.wait_watching(&pod.agent.id).unwrap();
+    agent
+        .wait_log(
+            |l| {
+                l["message"] == "resolved the host names rules compare fd.sip.name/fd.cip.name with"
+            },
+            Duration::from_secs(30),
+        )
+        .unwrap();
+    exec(&pod.agent, &["nc", "-w", "1", "127.0.0.1", "443"]);
+    let rule = "Contact K8S API Server From Container";
+    let alerts = wait_for_rules(&agent, &pod.agent.id, &[rule], Duration::from_secs(60));
+    let a = alerts
+        .iter()
+        .find(|a| a["rule"] == rule)
+        .unwrap_or_else(|| panic!("{rule} did not fire; alerts: {alerts:#?}"));
+    assert_eq!(a["process"]["name"], "nc", "{a}");
+    // A connection to another address is not the API server.
+    let before = alerts.iter().filter(|a| a["rule"] == rule).count();
+    exec(&pod.agent, &["nc", "-w", "1", "127.0.0.2", "443"]);
+    std::thread::sleep(Duration::from_secs(2));
+    let after = alerts_of(&agent.events())
+        .into_iter()
+        .filter(|a| a["rule"] == rule && a["container"]["id"] == pod.agent.id.as_str())
+        .count();
+    assert_eq!(before, after, "127.0.0.2 is not the API server");
+}

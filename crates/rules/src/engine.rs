@@ -232,6 +232,30 @@ impl RuleSet {
         self.rules.iter().find(|r| r.name == name)
     }
 
+    /// The strings enabled, evaluable rules compare `field` with (`=`, `!=`, `in`), without
+    /// transformers: for fields whose value the agent derives from them, as Falco's DNS manager
+    /// resolves the names compared with `fd.sip.name`.
+    pub fn compared_strings(&self, field: crate::Field) -> std::collections::BTreeSet<String> {
+        let mut out = std::collections::BTreeSet::new();
+        for r in self.rules.iter().filter(|r| r.enabled && r.evaluable) {
+            r.condition.for_each_check(&mut |c| {
+                if c.field != field || !c.transforms.is_empty() {
+                    return;
+                }
+                match &c.matcher {
+                    crate::eval::Matcher::StrEq(s) => {
+                        out.insert(s.to_string());
+                    }
+                    crate::eval::Matcher::StrIn(set) => {
+                        out.extend(set.iter().map(str::to_owned));
+                    }
+                    _ => {}
+                }
+            });
+        }
+        out
+    }
+
     /// Number of rules that can be evaluated.
     pub fn evaluable(&self) -> usize {
         self.rules.iter().filter(|r| r.evaluable).count()

@@ -46,6 +46,16 @@ impl Node {
         }
     }
 
+    /// Calls `f` with every field check in the tree.
+    pub fn for_each_check(&self, f: &mut dyn FnMut(&CheckNode)) {
+        match self {
+            Node::And(v) | Node::Or(v) => v.iter().for_each(|n| n.for_each_check(f)),
+            Node::Not(n) => n.for_each_check(f),
+            Node::Check(c) => f(c),
+            Node::Const(_) | Node::EvtType(_) | Node::Unavailable(_) => {}
+        }
+    }
+
     /// Number of nodes in the tree.
     pub fn size(&self) -> usize {
         match self {
@@ -84,6 +94,14 @@ impl StrSet {
                 big: Some(set),
             }
         }
+    }
+
+    /// The members, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = &str> {
+        self.small
+            .iter()
+            .chain(self.big.iter().flatten())
+            .map(|s| &**s)
     }
 
     /// Membership.

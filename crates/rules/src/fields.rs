@@ -191,8 +191,8 @@ fields! {
     FdSnet => "fd.snet", Ip, None, Kernel, "server address, compared as network membership";
     FdConnected => "fd.connected", Bool, None, Unavailable, "socket is connected (needs per-fd socket state tracking)";
     FdNameChanged => "fd.name_changed", Bool, None, Unavailable, "fd name changed by this event (needs per-fd state tracking)";
-    FdSipName => "fd.sip.name", Str, None, Unavailable, "DNS name of the server address (needs DNS snooping)";
-    FdCipName => "fd.cip.name", Str, None, Unavailable, "DNS name of the client address (needs DNS snooping)";
+    FdSipName => "fd.sip.name", Str, None, Agent, "names that resolve to the server address, among those the rules compare it with (resolved by the agent every 30 s, as Falco's DNS manager does)";
+    FdCipName => "fd.cip.name", Str, None, Agent, "names that resolve to the client address, among those the rules compare it with (resolved like `fd.sip.name`)";
     ContainerId => "container.id", Str, None, Container, "12-char container id, `host` outside containers";
     ContainerName => "container.name", Str, None, Container, "container name";
     ContainerImage => "container.image", Str, None, Container, "image reference";
