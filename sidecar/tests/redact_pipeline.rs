@@ -45,7 +45,7 @@ fn read_lines(p: &Path) -> Vec<String> {
 fn cli_one_line_out_per_line_in() {
     let dir = tempfile::tempdir().unwrap();
     let key = dir.path().join("key");
-    std::fs::write(&key, b"k").unwrap();
+    std::fs::write(&key, b"pipeline-test-key-0123456789").unwrap();
     let mut input = Vec::new();
     for i in 0..2000 {
         match i % 5 {
