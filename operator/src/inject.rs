@@ -13,8 +13,8 @@ use k8s_openapi::{
         core::v1::{
             AppArmorProfile, CSIVolumeSource, Capabilities, Container, ContainerPort,
             EmptyDirVolumeSource, EnvVar, EnvVarSource, HTTPGetAction, ObjectFieldSelector, Pod,
-            PodSecurityContext, PodSpec, Probe, ResourceRequirements, SeccompProfile,
-            SecurityContext, Volume, VolumeMount,
+            PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements,
+            SeccompProfile, SecurityContext, Volume, VolumeMount,
         },
     },
     apimachinery::pkg::{
@@ -152,71 +152,65 @@ pub fn inject_object(
             inject_pod(&mut p.metadata, spec, cfg, name)
         }),
         "Deployment" => typed(obj, |d: &mut Deployment, name| {
-            let t = &mut d.spec.get_or_insert_with(Default::default).template;
-            inject_pod(
-                t.metadata.get_or_insert_with(Default::default),
-                t.spec.get_or_insert_with(Default::default),
+            inject_template(
+                &mut d.spec.get_or_insert_with(Default::default).template,
                 cfg,
                 name,
             )
         }),
         "StatefulSet" => typed(obj, |d: &mut StatefulSet, name| {
-            let t = &mut d.spec.get_or_insert_with(Default::default).template;
-            inject_pod(
-                t.metadata.get_or_insert_with(Default::default),
-                t.spec.get_or_insert_with(Default::default),
+            inject_template(
+                &mut d.spec.get_or_insert_with(Default::default).template,
                 cfg,
                 name,
             )
         }),
         "DaemonSet" => typed(obj, |d: &mut DaemonSet, name| {
-            let t = &mut d.spec.get_or_insert_with(Default::default).template;
-            inject_pod(
-                t.metadata.get_or_insert_with(Default::default),
-                t.spec.get_or_insert_with(Default::default),
+            inject_template(
+                &mut d.spec.get_or_insert_with(Default::default).template,
                 cfg,
                 name,
             )
         }),
         "ReplicaSet" => typed(obj, |d: &mut ReplicaSet, name| {
-            let t = d
-                .spec
-                .get_or_insert_with(Default::default)
-                .template
-                .get_or_insert_with(Default::default);
-            inject_pod(
-                t.metadata.get_or_insert_with(Default::default),
-                t.spec.get_or_insert_with(Default::default),
+            let spec = d.spec.get_or_insert_with(Default::default);
+            inject_template(
+                spec.template.get_or_insert_with(Default::default),
                 cfg,
                 name,
             )
         }),
         "Job" => typed(obj, |d: &mut Job, name| {
-            let t = &mut d.spec.get_or_insert_with(Default::default).template;
-            inject_pod(
-                t.metadata.get_or_insert_with(Default::default),
-                t.spec.get_or_insert_with(Default::default),
+            inject_template(
+                &mut d.spec.get_or_insert_with(Default::default).template,
                 cfg,
                 name,
             )
         }),
         "CronJob" => typed(obj, |d: &mut CronJob, name| {
-            let t = &mut d
-                .spec
-                .get_or_insert_with(Default::default)
-                .job_template
-                .spec
-                .get_or_insert_with(Default::default)
-                .template;
-            inject_pod(
-                t.metadata.get_or_insert_with(Default::default),
-                t.spec.get_or_insert_with(Default::default),
+            let job = &mut d.spec.get_or_insert_with(Default::default).job_template;
+            inject_template(
+                &mut job.spec.get_or_insert_with(Default::default).template,
                 cfg,
                 name,
             )
         }),
         _ => Ok(obj.clone()),
     }
+}
+
+/// Injects into a workload's pod template.
+fn inject_template(
+    t: &mut PodTemplateSpec,
+    cfg: &InjectConfig,
+    name: &str,
+) -> Result<(), InjectError> {
+    inject_pod(
+        t.metadata.get_or_insert_with(Default::default),
+        t.spec.get_or_insert_with(Default::default),
+        cfg,
+        name,
+    )
 }
 
 fn typed<T, F>(obj: &serde_json::Value, f: F) -> Result<serde_json::Value, InjectError>
