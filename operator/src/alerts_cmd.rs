@@ -573,6 +573,11 @@ pub fn checkin(args: CheckinArgs, json_out: bool) -> i32 {
     })
 }
 
+/// Prints a line made of what came over the network, without its control characters.
+pub(crate) fn say(line: &str) {
+    println!("{}", crate::events::sanitize(line));
+}
+
 /// Runs `safe-mode on|off|status`.
 pub fn safe_mode(args: SafeModeArgs, json_out: bool) -> i32 {
     runtime().block_on(async move {
@@ -637,11 +642,14 @@ async fn status(cp: &ControlPlane, json_out: bool) -> i32 {
         return exit::OK;
     }
     match &checkin {
-        Some(c) => println!("last operator check-in: {} by {}", c.time, c.operator),
-        None => println!("last operator check-in: never"),
+        Some(c) => say(&format!(
+            "last operator check-in: {} by {}",
+            c.time, c.operator
+        )),
+        None => say("last operator check-in: never"),
     }
     for (k, c) in &commands {
-        println!(
+        say(&format!(
             "command {:<16} safe mode {} by {} at {}{}",
             k.trim_start_matches("command."),
             if c.on { "ON " } else { "OFF" },
@@ -652,13 +660,13 @@ async fn status(cp: &ControlPlane, json_out: bool) -> i32 {
             } else {
                 format!(" ({})", c.reason)
             }
-        );
+        ));
     }
     if states.is_empty() {
         println!("no node agent has reported its safety state");
     }
     for s in states {
-        println!(
+        say(&format!(
             "{:<20} {}  action={}  reasons={}  since={}  updated={}",
             s.node,
             if s.safe_mode {
@@ -674,7 +682,7 @@ async fn status(cp: &ControlPlane, json_out: bool) -> i32 {
             },
             s.since.as_deref().unwrap_or("-"),
             s.updated
-        );
+        ));
     }
     exit::OK
 }

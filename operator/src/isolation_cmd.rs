@@ -41,13 +41,14 @@ pub struct NodeArgs {
     nats: NatsArg,
 }
 
+/// One container of a reply, without control characters (names come from the node).
 fn line(c: &IsolatedContainer) -> String {
     let id: String = c.container_id.chars().take(12).collect();
-    match (&c.namespace, &c.pod) {
+    crate::events::sanitize(&match (&c.namespace, &c.pod) {
         (Some(ns), Some(p)) => format!("{id}  {}  (pod {ns}/{p})", c.name),
         (None, Some(p)) => format!("{id}  {}  (pod {p})", c.name),
         (_, None) => format!("{id}  {}", c.name),
-    }
+    })
 }
 
 /// Runs an `isolation` subcommand.
@@ -96,7 +97,10 @@ pub fn isolation(cmd: IsolationCmd, json_out: bool) -> i32 {
             println!("{}", serde_json::to_string(&reply).unwrap_or_default());
         } else {
             if let Some(e) = &reply.error {
-                eprintln!("brainboxctl: node {}: {e}", reply.node);
+                eprintln!(
+                    "{}",
+                    crate::events::sanitize(&format!("brainboxctl: node {}: {e}", reply.node))
+                );
             }
             if release {
                 for c in &reply.released {
@@ -107,18 +111,18 @@ pub fn isolation(cmd: IsolationCmd, json_out: bool) -> i32 {
                 }
             }
             if reply.isolated.is_empty() {
-                println!("node {}: no container is isolated", reply.node);
+                crate::alerts_cmd::say(&format!("node {}: no container is isolated", reply.node));
             } else {
-                println!("node {}: isolated now:", reply.node);
+                crate::alerts_cmd::say(&format!("node {}: isolated now:", reply.node));
                 for c in &reply.isolated {
                     println!("  {}", line(c));
                 }
             }
             if reply.node_locked {
-                println!(
+                crate::alerts_cmd::say(&format!(
                     "node {}: egress of every brainbox is closed by safe mode (lift it with a check-in or `safe-mode off`)",
                     reply.node
-                );
+                ));
             }
         }
         if reply.ok {
