@@ -4,7 +4,13 @@ use serde_json::Value;
 use std::io::{BufRead, Write};
 
 /// Renders one event as a single human-readable line; `None` for lines that are not events.
+/// Whatever the record holds, the line has no control character (a forged newline, an ANSI
+/// escape in a time, a name or a command line).
 pub fn render(line: &str) -> Option<String> {
+    render_fields(line).map(|l| sanitize(&l))
+}
+
+fn render_fields(line: &str) -> Option<String> {
     let v: Value = serde_json::from_str(line).ok()?;
     let kind = v["type"].as_str()?;
     let time = v["time"].as_str().unwrap_or("");
@@ -228,5 +234,61 @@ mod tests {
     fn non_events_are_skipped() {
         assert!(render("not json").is_none());
         assert!(render("{}").is_none());
+    }
+
+    /// Any JSON of any record type, with any values where the renderer looks: one line out,
+    /// no control character, no panic.
+    fn any_value() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            ".{0,12}".prop_map(Value::from),
+        ];
+        leaf.prop_recursive(3, 24, 4, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::from),
+                proptest::collection::btree_map(
+                    prop_oneof![
+                        Just("container".to_string()),
+                        Just("process".to_string()),
+                        Just("steps".to_string()),
+                        Just("destination".to_string()),
+                        Just("argv".to_string()),
+                        Just("name".to_string()),
+                        ".{0,6}".prop_map(String::from),
+                    ],
+                    inner,
+                    0..4
+                )
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn hostile_records_render_as_one_clean_line(
+            kind in proptest::prop_oneof![
+                proptest::strategy::Just("exec".to_string()),
+                proptest::strategy::Just("alert".to_string()),
+                proptest::strategy::Just("response".to_string()),
+                proptest::strategy::Just("net_deny".to_string()),
+                proptest::strategy::Strategy::prop_map(".{0,8}", String::from),
+            ],
+            time in ".{0,30}",
+            body in any_value(),
+        ) {
+            let mut v = match body {
+                Value::Object(m) => Value::Object(m),
+                other => serde_json::json!({ "x": other }),
+            };
+            v["type"] = kind.into();
+            v["time"] = time.into();
+            if let Some(line) = render(&v.to_string()) {
+                proptest::prop_assert!(!line.chars().any(char::is_control), "{line:?}");
+            }
+        }
     }
 }
