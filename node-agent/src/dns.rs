@@ -19,6 +19,10 @@ use std::{
     time::{Duration, Instant},
 };
 
+/// Most names resolved: each refresh resolves them one by one, and a slow resolver makes a
+/// round take up to a few seconds per name.
+pub const MAX_NAMES: usize = 256;
+
 /// Resolved names, shared between the refresh thread and the rule engine.
 pub struct DnsNames {
     names: Vec<Arc<str>>,
@@ -32,11 +36,20 @@ struct Known {
 }
 
 impl DnsNames {
-    /// Names to follow (deduplicated; none means nothing to do).
+    /// Names to follow (deduplicated, at most [`MAX_NAMES`]; none means nothing to do).
     pub fn new(names: impl IntoIterator<Item = String>) -> Arc<Self> {
         let mut v: Vec<Arc<str>> = names.into_iter().map(Arc::from).collect();
         v.sort();
         v.dedup();
+        if v.len() > MAX_NAMES {
+            tracing::warn!(
+                names = v.len(),
+                kept = MAX_NAMES,
+                "rules compare fd.sip.name/fd.cip.name with more host names than are resolved; \
+                 the rest never match"
+            );
+            v.truncate(MAX_NAMES);
+        }
         Arc::new(Self {
             names: v,
             by_addr: RwLock::new(HashMap::new()),
