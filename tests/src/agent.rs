@@ -83,26 +83,6 @@ impl Agent {
         Ok(agent)
     }
 
-    /// The agent's Prometheus text, fetched from the endpoint its log announced.
-    pub fn metrics(&self) -> Result<String> {
-        use std::io::{Read, Write};
-        let addr = self
-            .logs()
-            .into_iter()
-            .find(|l| l["message"] == "metrics endpoint up")
-            .and_then(|l| l["listen"].as_str().map(str::to_owned))
-            .context("the agent's log names no metrics endpoint")?;
-        let mut s = std::net::TcpStream::connect(&addr)?;
-        s.set_read_timeout(Some(Duration::from_secs(10)))?;
-        write!(
-            s,
-            "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-        )?;
-        let mut body = String::new();
-        s.read_to_string(&mut body)?;
-        Ok(body)
-    }
-
     /// The folder of the agent's Workload API socket (`agent.sock`), to mount into pods.
     pub fn workload_api_dir(&self) -> PathBuf {
         self.dir.path().join("workload")
