@@ -310,10 +310,14 @@ pub async fn run(cfg: AgentConfig) -> Result<(), RunError> {
     // Batches of up to `sensor::BATCH` events: at most 8192 events queued, as before batching.
     let (tx, mut rx) = tokio::sync::mpsc::channel(8192 / crate::sensor::BATCH);
     let processed = crate::metrics::PerKind::new(&metrics.events_processed);
+    let (drop_tx, mut drop_rx) = tokio::sync::mpsc::channel(16);
+    let mut drop_alerts =
+        crate::detect::DropAlerts::new(Duration::from_secs(cfg.sensor.drop_alert_secs));
     let mut sensor_task = tokio::spawn(sensor.run(
         tx,
         metrics.clone(),
         Duration::from_secs(cfg.sensor.stats_interval_secs),
+        (cfg.sensor.drop_alert_secs > 0).then_some(drop_tx),
     ));
 
     if let Ok(n) = ready_rx.await {
@@ -410,7 +414,25 @@ pub async fn run(cfg: AgentConfig) -> Result<(), RunError> {
             r = &mut sensor_task => {
                 return Err(RunError::Runtime(format!("sensor stopped: {}", describe(r))));
             }
-            _ = coalesce_tick.tick(), if alert_path.is_some() => {
+            Some(d) = drop_rx.recv() => drop_alerts.add(&d),
+            _ = coalesce_tick.tick() => {
+                // The sensor's own alert: at most one per `sensor.drop_alert_secs`.
+                if let Some(alert) = drop_alerts.due(std::time::Instant::now(), &node) {
+                    tracing::error!(output = %alert.output, "alert: {}", alert.rule);
+                    metrics
+                        .alerts
+                        .get_or_create(&crate::metrics::RuleLabel {
+                            rule: alert.rule.clone(),
+                            priority: alert.priority.clone(),
+                        })
+                        .inc();
+                    if let Err(e) = sink.write(&alert) {
+                        return Err(RunError::Runtime(format!("writing alerts: {e}")));
+                    }
+                    if let Some(path) = alert_path.as_mut() {
+                        path.send(&alert).await;
+                    }
+                }
                 if let Some(path) = alert_path.as_mut() {
                     path.tick().await;
                 }

@@ -117,6 +117,9 @@ pub struct SensorConfig {
     /// `syscalls:sys_enter_*`/`sys_exit_*` tracepoint per syscall). See docs/sensor.md for which
     /// is the default and why.
     pub attach: SensorAttach,
+    /// At most one `Sensor dropped events` alert per this many seconds (it counts every drop
+    /// since the last one); 0 turns the alert off (drops are still logged and counted).
+    pub drop_alert_secs: u64,
 }
 
 /// How the sensor attaches its syscall programs (see [`SensorConfig::attach`]).
@@ -180,6 +183,7 @@ impl Default for SensorConfig {
             ring_buffer_bytes: 8 * 1024 * 1024,
             stats_interval_secs: 2,
             attach: SensorAttach::default(),
+            drop_alert_secs: 30,
         }
     }
 }

@@ -456,6 +456,87 @@ pub struct Alert {
     pub evt_type: &'static str,
 }
 
+/// The rule name of the agent's own alert about a blind sensor.
+pub const DROP_RULE: &str = "Sensor dropped events";
+
+/// Folds the sensor's drop reports into at most one alert per `every`: a flood meant to blind
+/// the sensor (or a load spike) tells the operator once, with every drop counted.
+pub struct DropAlerts {
+    every: Duration,
+    pending: std::collections::BTreeMap<&'static str, u64>,
+    last: Option<std::time::Instant>,
+}
+
+impl DropAlerts {
+    /// One alert per `every` at most.
+    pub fn new(every: Duration) -> Self {
+        Self {
+            every,
+            pending: Default::default(),
+            last: None,
+        }
+    }
+
+    /// Adds a report.
+    pub fn add(&mut self, r: &crate::sensor::DropReport) {
+        for (k, n) in &r.by_kind {
+            *self.pending.entry(k).or_default() += n;
+        }
+    }
+
+    /// The alert, when drops are pending and the last alert is `every` old.
+    pub fn due(&mut self, now: std::time::Instant, node: &str) -> Option<Alert> {
+        if self.pending.is_empty()
+            || self
+                .last
+                .is_some_and(|t| now.duration_since(t) < self.every)
+        {
+            return None;
+        }
+        let total: u64 = self.pending.values().sum();
+        let kinds: Vec<String> = self
+            .pending
+            .iter()
+            .map(|(k, n)| format!("{k}={n}"))
+            .collect();
+        let since = match self.last {
+            Some(t) => format!("in the last {} s", now.duration_since(t).as_secs()),
+            None => "since the agent started".to_owned(),
+        };
+        self.pending.clear();
+        self.last = Some(now);
+        let time = humantime::format_rfc3339_nanos(std::time::SystemTime::now()).to_string();
+        let id_src = format!("{node}\0{DROP_RULE}\0{time}");
+        Some(Alert {
+            kind: "alert",
+            id: blake3::hash(id_src.as_bytes()).to_hex()[..32].to_string(),
+            time,
+            node: node.to_owned(),
+            rule: DROP_RULE.into(),
+            priority: "critical".into(),
+            tags: vec![
+                "brainbox".into(),
+                "sensor".into(),
+                "mitre_defense_evasion".into(),
+            ],
+            output: format!(
+                "The sensor dropped {total} events {since} (ring buffer full): detection on this \
+                 node was partly blind | n_drops={total} {}",
+                kinds.join(" ")
+            ),
+            container: None,
+            process: AlertProcess {
+                pid: std::process::id(),
+                name: "brainbox-node-agent".into(),
+                cmdline: String::new(),
+                exepath: String::new(),
+                uid: 0,
+            },
+            evt_type: "internal",
+        })
+    }
+}
+
 /// The process part of an alert.
 #[derive(Debug, Clone, Serialize)]
 pub struct AlertProcess {
@@ -613,6 +694,39 @@ mod tests {
             image_parts("reg:5000/x/y:1@sha256:00"),
             ("reg:5000/x/y", "1")
         );
+    }
+
+    #[test]
+    fn drop_alerts_are_rate_limited_and_count_every_drop() {
+        use crate::sensor::DropReport;
+        let mut d = DropAlerts::new(Duration::from_secs(30));
+        let t0 = std::time::Instant::now();
+        assert!(d.due(t0, "n").is_none(), "nothing dropped, nothing to say");
+        d.add(&DropReport {
+            by_kind: vec![("openat", 100), ("exec", 2)],
+        });
+        let a = d.due(t0, "n").expect("first drops are reported at once");
+        assert_eq!(a.rule, DROP_RULE);
+        assert_eq!(a.priority, "critical");
+        assert!(
+            a.output.contains("n_drops=102 exec=2 openat=100"),
+            "{}",
+            a.output
+        );
+        assert!(a.container.is_none());
+        // More drops within the window wait, and are summed.
+        d.add(&DropReport {
+            by_kind: vec![("openat", 5)],
+        });
+        d.add(&DropReport {
+            by_kind: vec![("openat", 7)],
+        });
+        assert!(d.due(t0 + Duration::from_secs(10), "n").is_none());
+        let b = d.due(t0 + Duration::from_secs(30), "n").unwrap();
+        assert!(b.output.contains("n_drops=12 openat=12"), "{}", b.output);
+        assert!(b.output.contains("in the last 30 s"), "{}", b.output);
+        assert_ne!(a.id, b.id);
+        assert!(d.due(t0 + Duration::from_secs(90), "n").is_none());
     }
 
     #[test]

@@ -265,11 +265,12 @@ impl Sensor {
         tx: mpsc::Sender<Vec<SensorEvent>>,
         metrics: Arc<AgentMetrics>,
         stats_interval: Duration,
+        drops: Option<mpsc::Sender<DropReport>>,
     ) -> Result<(), SensorError> {
         let Sensor {
             _bpf, ring, stats, ..
         } = self;
-        let stats_task = tokio::spawn(warn_on_drops(stats, stats_interval));
+        let stats_task = tokio::spawn(warn_on_drops(stats, stats_interval, drops));
         let read = PerKind::new(&metrics.events_read);
         // `AsyncFd::new` is deprecated in favour of the `unsafe` `register`, whose contract is that
         // the fd stays open while registered. `RingBuf` owns its map fd (an `OwnedFd`) and the
@@ -391,13 +392,33 @@ impl Collector for KernelStats {
     }
 }
 
+/// Events the kernel dropped (ring buffer full) in one stats interval, by kind: the node's
+/// detection was partly blind. Flooding syscalls to blind a sensor is a known way around it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DropReport {
+    /// Dropped events per kind (`openat`, `exec`, ...), only kinds that dropped.
+    pub by_kind: Vec<(&'static str, u64)>,
+}
+
+impl DropReport {
+    /// All dropped events.
+    pub fn total(&self) -> u64 {
+        self.by_kind.iter().map(|(_, n)| n).sum()
+    }
+}
+
 /// Logs a warning whenever the kernel drops events, so a full ring buffer is loud in the logs
-/// as well as in the metrics.
-async fn warn_on_drops(stats: KernelStats, interval: Duration) {
+/// as well as in the metrics, and reports them on `reports` (for the agent's alert).
+async fn warn_on_drops(
+    stats: KernelStats,
+    interval: Duration,
+    reports: Option<mpsc::Sender<DropReport>>,
+) {
     let mut last: HashMap<u32, u64> = HashMap::new();
     let mut tick = tokio::time::interval(interval);
     loop {
         tick.tick().await;
+        let mut report = DropReport::default();
         for kind in EventKind::ALL {
             let total = stats.read(kind, Stat::Dropped);
             let prev = last.insert(kind as u32, total).unwrap_or(0);
@@ -407,7 +428,12 @@ async fn warn_on_drops(stats: KernelStats, interval: Duration) {
                     dropped = total - prev,
                     "sensor dropped events: ring buffer full"
                 );
+                report.by_kind.push((kind.name(), total - prev));
             }
+        }
+        if let (Some(tx), false) = (&reports, report.by_kind.is_empty()) {
+            // Never blocks the counters: a full channel means reports are already waiting.
+            let _ = tx.try_send(report);
         }
     }
 }
