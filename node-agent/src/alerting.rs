@@ -72,6 +72,8 @@ pub fn to_wire(a: &Alert, evidence_id: Option<String>) -> WireAlert {
                     }
                 })
                 .unwrap_or_default(),
+            pod: container.and_then(|c| c.pod.clone()),
+            namespace: container.and_then(|c| c.namespace.clone()),
         },
         rule: a.rule.clone(),
         priority: Priority::from_str(&a.priority).unwrap_or(Priority::Warning),

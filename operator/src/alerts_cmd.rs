@@ -357,6 +357,7 @@ async fn test_alerts(
                 id: "test".into(),
                 name: "brainboxctl-test".into(),
                 image: String::new(),
+                ..Default::default()
             },
             "brainboxctl test alert",
             priority,
@@ -527,8 +528,13 @@ fn human(a: &Alert) -> String {
     };
     // Everything here came over the network: no control character reaches the terminal, and
     // the only line break is ours.
+    let pod = match (&a.container.namespace, &a.container.pod) {
+        (Some(ns), Some(p)) => format!(" pod={ns}/{p}"),
+        (None, Some(p)) => format!(" pod={p}"),
+        _ => String::new(),
+    };
     let head = format!(
-        "{} {:<13} node={} container={}({}) rule=\"{}\"{repeats} evidence={} id={}",
+        "{} {:<13} node={}{pod} container={}({}) rule=\"{}\"{repeats} evidence={} id={}",
         a.time,
         a.priority.as_str().to_uppercase(),
         a.node,
@@ -699,6 +705,7 @@ mod tests {
                 id: "0123456789abcdef".into(),
                 name: "agent".into(),
                 image: "img".into(),
+                ..Default::default()
             },
             "Redirect STDOUT/STDIN to Network Connection in Container",
             Priority::Critical,
@@ -709,7 +716,10 @@ mod tests {
         );
         a.repeats = 3;
         a.repeats_since = Some("2026-11-26T01:57:46Z".into());
+        a.container.pod = Some("agent-0".into());
+        a.container.namespace = Some("team-a".into());
         let h = human(&a);
+        assert!(h.contains(" pod=team-a/agent-0 container=agent("), "{h}");
         assert!(
             h.contains(" +3 identical since 2026-11-26T01:57:46Z "),
             "{h}"

@@ -173,6 +173,7 @@ mod tests {
                 id: "c1".into(),
                 name: "agent".into(),
                 image: "img".into(),
+                ..Default::default()
             },
             "Redirect STDOUT/STDIN to Network Connection in Container",
             Priority::Critical,

@@ -98,6 +98,12 @@ pub struct ContainerRef {
     pub name: String,
     /// Image reference (by digest where known).
     pub image: String,
+    /// Its pod, if any (how an operator finds it in Kubernetes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod: Option<String>,
+    /// The pod's namespace, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
 }
 
 /// One alert. `output` must already be redacted by the caller: the alert path never sees secrets.

@@ -17,6 +17,7 @@ pub fn load_alert(node: &str, run: &str, i: u64) -> Alert {
             id: format!("load-{run}"),
             name: "load".into(),
             image: "load:test".into(),
+            ..Default::default()
         },
         "Synthetic load alert",
         Priority::Warning,
