@@ -414,21 +414,21 @@ async fn warn_on_drops(
     interval: Duration,
     reports: Option<mpsc::Sender<DropReport>>,
 ) {
-    let mut last: HashMap<u32, u64> = HashMap::new();
+    let mut last: HashMap<&'static str, u64> = HashMap::new();
     let mut tick = tokio::time::interval(interval);
     loop {
         tick.tick().await;
         let mut report = DropReport::default();
-        for kind in EventKind::ALL {
-            let total = stats.read(kind, Stat::Dropped);
-            let prev = last.insert(kind as u32, total).unwrap_or(0);
+        // Per series, as exported: exec, fork, exit and each syscall.
+        for (kind, total) in stats.series(Stat::Dropped) {
+            let prev = last.insert(kind, total).unwrap_or(0);
             if total > prev {
                 tracing::warn!(
-                    kind = kind.name(),
+                    kind,
                     dropped = total - prev,
                     "sensor dropped events: ring buffer full"
                 );
-                report.by_kind.push((kind.name(), total - prev));
+                report.by_kind.push((kind, total - prev));
             }
         }
         if let (Some(tx), false) = (&reports, report.by_kind.is_empty()) {
