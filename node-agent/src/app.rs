@@ -418,17 +418,7 @@ pub async fn run(cfg: AgentConfig) -> Result<(), RunError> {
             _ = coalesce_tick.tick() => {
                 // The sensor's own alert: at most one per `sensor.drop_alert_secs`.
                 if let Some(alert) = drop_alerts.due(std::time::Instant::now(), &node) {
-                    tracing::error!(output = %alert.output, "alert: {}", alert.rule);
-                    metrics
-                        .alerts
-                        .get_or_create(&crate::metrics::RuleLabel {
-                            rule: alert.rule.clone(),
-                            priority: alert.priority.clone(),
-                        })
-                        .inc();
-                    if let Err(e) = sink.write(&alert) {
-                        return Err(RunError::Runtime(format!("writing alerts: {e}")));
-                    }
+                    record_alert(&alert, &metrics, &mut sink)?;
                     if let Some(path) = alert_path.as_mut() {
                         path.send(&alert).await;
                     }
@@ -504,27 +494,36 @@ fn handle(
     }
     if let Some(d) = detector {
         for alert in d.evaluate(&ev, node, redact) {
-            metrics
-                .alerts
-                .get_or_create(&crate::metrics::RuleLabel {
-                    rule: alert.rule.clone(),
-                    priority: alert.priority.clone(),
-                })
-                .inc();
-            tracing::warn!(
-                rule = %alert.rule,
-                priority = %alert.priority,
-                container = alert.container.as_ref().map(|c| c.name.as_str()).unwrap_or("host"),
-                output = %alert.output,
-                "alert"
-            );
-            sink.write(&alert)
-                .map_err(|e| RunError::Runtime(format!("writing alerts: {e}")))?;
+            record_alert(&alert, metrics, sink)?;
             let responding = response.start(&alert, ev.container.as_ref(), node);
             raised.push((alert, responding));
         }
     }
     Ok(raised)
+}
+
+/// Counts, logs and writes one alert (to the event output; the NATS path is the caller's).
+fn record_alert(
+    alert: &crate::detect::Alert,
+    metrics: &AgentMetrics,
+    sink: &mut Sink,
+) -> Result<(), RunError> {
+    metrics
+        .alerts
+        .get_or_create(&crate::metrics::RuleLabel {
+            rule: alert.rule.clone(),
+            priority: alert.priority.clone(),
+        })
+        .inc();
+    tracing::warn!(
+        rule = %alert.rule,
+        priority = %alert.priority,
+        container = alert.container.as_ref().map(|c| c.name.as_str()).unwrap_or("host"),
+        output = %alert.output,
+        "alert"
+    );
+    sink.write(alert)
+        .map_err(|e| RunError::Runtime(format!("writing alerts: {e}")))
 }
 
 impl ResponseState<'_> {

@@ -22,10 +22,17 @@ fn metric(body: &str, name: &str) -> f64 {
 
 /// Sum of a kernel counter family over its syscall series (the kernel counts per syscall).
 fn kernel_syscalls(body: &str, family: &str) -> f64 {
+    kernel_series(body, family, |kind| {
+        !matches!(kind, "exec" | "fork" | "exit")
+    })
+}
+
+/// Sum of a kernel counter family over the series whose `kind` passes `keep`.
+fn kernel_series(body: &str, family: &str, keep: impl Fn(&str) -> bool) -> f64 {
     body.lines()
         .filter_map(|l| l.strip_prefix(family)?.strip_prefix("{kind=\""))
         .filter_map(|l| l.split_once("\"}"))
-        .filter(|(kind, _)| !matches!(*kind, "exec" | "fork" | "exit"))
+        .filter(|(kind, _)| keep(kind))
         .filter_map(|(_, v)| v.trim().parse::<f64>().ok())
         .sum()
 }
@@ -185,12 +192,7 @@ fn a_flood_that_overflows_the_ring_buffer_raises_a_counted_alert() {
     assert!(reported > 0.0, "{output}");
     // The alert counts what the kernel counted by then (the flood may go on dropping after).
     let body = http_get(&addr, "/metrics").unwrap();
-    let kernel: f64 = body
-        .lines()
-        .filter_map(|l| l.strip_prefix("brainbox_sensor_kernel_drops_total{kind=\""))
-        .filter_map(|l| l.split_once("\"}"))
-        .filter_map(|(_, v)| v.trim().parse::<f64>().ok())
-        .sum();
+    let kernel = kernel_series(&body, "brainbox_sensor_kernel_drops_total", |_| true);
     assert!(
         reported <= kernel,
         "alert says {reported}, kernel counted {kernel}"
