@@ -13,6 +13,14 @@ use std::time::{Duration, Instant};
 
 const N: usize = 5000;
 
+/// One test at a time: every agent watches every lab container, so the flood test's 200,000
+/// opens would overflow the burst tests' rings too.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn metric(body: &str, name: &str) -> f64 {
     body.lines()
         .find_map(|l| l.strip_prefix(name))
@@ -65,6 +73,7 @@ fn burst_is_reported_exactly_once_each_with_per_syscall_tracepoints() {
 
 fn burst(attach: &str) {
     require::lab();
+    let _serial = serial();
     let mut agent = Agent::start(&[
         ("BRAINBOX_SENSOR__ATTACH", attach),
         ("BRAINBOX_EVENTS__SYSCALLS", "true"),
@@ -151,6 +160,7 @@ fn burst(attach: &str) {
 #[test]
 fn a_flood_that_overflows_the_ring_buffer_raises_a_counted_alert() {
     require::lab();
+    let _serial = serial();
     let mut agent = Agent::start(&[
         ("BRAINBOX_EVENTS__SYSCALLS", "true"),
         ("BRAINBOX_SENSOR__RING_BUFFER_BYTES", "4096"),
