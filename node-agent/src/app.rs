@@ -417,7 +417,8 @@ pub async fn run(cfg: AgentConfig) -> Result<(), RunError> {
             Some(d) = drop_rx.recv() => drop_alerts.add(&d),
             _ = coalesce_tick.tick() => {
                 // The sensor's own alert: at most one per `sensor.drop_alert_secs`.
-                if let Some(alert) = drop_alerts.due(std::time::Instant::now(), &node) {
+                let by_cgroup = |cg: u64| table.get(cg).map(|c| (*c).clone());
+                if let Some(alert) = drop_alerts.due(std::time::Instant::now(), &node, &by_cgroup) {
                     record_alert(&alert, &metrics, &mut sink)?;
                     if let Some(path) = alert_path.as_mut() {
                         path.send(&alert).await;

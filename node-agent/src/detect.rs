@@ -464,8 +464,13 @@ pub const DROP_RULE: &str = "Sensor dropped events";
 pub struct DropAlerts {
     every: Duration,
     pending: std::collections::BTreeMap<&'static str, u64>,
+    by_cgroup: std::collections::HashMap<u64, u64>,
     last: Option<std::time::Instant>,
 }
+
+/// Share of a window's drops one container must account for to be named as the alert's
+/// container (its source), in percent.
+const DROP_SOURCE_SHARE: u64 = 90;
 
 impl DropAlerts {
     /// One alert per `every` at most.
@@ -473,6 +478,7 @@ impl DropAlerts {
         Self {
             every,
             pending: Default::default(),
+            by_cgroup: Default::default(),
             last: None,
         }
     }
@@ -482,10 +488,21 @@ impl DropAlerts {
         for (k, n) in &r.by_kind {
             *self.pending.entry(k).or_default() += n;
         }
+        for (cg, n) in &r.by_cgroup {
+            *self.by_cgroup.entry(*cg).or_default() += n;
+        }
     }
 
-    /// The alert, when drops are pending and the last alert is `every` old.
-    pub fn due(&mut self, now: std::time::Instant, node: &str) -> Option<Alert> {
+    /// The alert, when drops are pending and the last alert is `every` old. `container` names
+    /// a cgroup: the sources are listed by container, and one that caused nearly all the drops
+    /// becomes the alert's container (for triage; no response runs on this alert: a busy
+    /// legitimate workload can fill a ring too).
+    pub fn due(
+        &mut self,
+        now: std::time::Instant,
+        node: &str,
+        container: &dyn Fn(u64) -> Option<crate::runtime::ContainerInfo>,
+    ) -> Option<Alert> {
         if self.pending.is_empty()
             || self
                 .last
@@ -499,6 +516,24 @@ impl DropAlerts {
             .iter()
             .map(|(k, n)| format!("{k}={n}"))
             .collect();
+        let mut sources: Vec<(u64, u64)> = self.by_cgroup.drain().collect();
+        sources.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        let named: Vec<(String, u64, Option<crate::runtime::ContainerInfo>)> = sources
+            .iter()
+            .take(5)
+            .map(|&(cg, n)| {
+                let c = container(cg);
+                let name = c
+                    .as_ref()
+                    .map_or_else(|| format!("cgroup:{cg}"), |c| c.name.clone());
+                (name, n, c)
+            })
+            .collect();
+        let source_text: Vec<String> = named.iter().map(|(n, c, _)| format!("{n}={c}")).collect();
+        let culprit = named
+            .first()
+            .filter(|(_, n, _)| *n * 100 >= total * DROP_SOURCE_SHARE)
+            .and_then(|(_, _, c)| c.clone());
         let since = match self.last {
             Some(t) => format!("in the last {} s", now.duration_since(t).as_secs()),
             None => "since the agent started".to_owned(),
@@ -521,10 +556,15 @@ impl DropAlerts {
             ],
             output: format!(
                 "The sensor dropped {total} events {since} (ring buffer full): detection on this \
-                 node was partly blind | n_drops={total} {}",
-                kinds.join(" ")
+                 node was partly blind | n_drops={total} {} sources: {}",
+                kinds.join(" "),
+                if source_text.is_empty() {
+                    "-".to_owned()
+                } else {
+                    source_text.join(" ")
+                }
             ),
-            container: None,
+            container: culprit,
             process: AlertProcess {
                 pid: std::process::id(),
                 name: "brainbox-node-agent".into(),
@@ -701,32 +741,53 @@ mod tests {
         use crate::sensor::DropReport;
         let mut d = DropAlerts::new(Duration::from_secs(30));
         let t0 = std::time::Instant::now();
-        assert!(d.due(t0, "n").is_none(), "nothing dropped, nothing to say");
+        let flooder = crate::runtime::ContainerInfo {
+            name: "flooder".into(),
+            cgroup_id: 7,
+            ..Default::default()
+        };
+        let table = |cg: u64| (cg == 7).then(|| flooder.clone());
+        assert!(
+            d.due(t0, "n", &table).is_none(),
+            "nothing dropped, nothing to say"
+        );
         d.add(&DropReport {
             by_kind: vec![("openat", 100), ("exec", 2)],
+            by_cgroup: vec![(7, 95), (9, 7)],
         });
-        let a = d.due(t0, "n").expect("first drops are reported at once");
+        let a = d
+            .due(t0, "n", &table)
+            .expect("first drops are reported at once");
         assert_eq!(a.rule, DROP_RULE);
         assert_eq!(a.priority, "critical");
         assert!(
-            a.output.contains("n_drops=102 exec=2 openat=100"),
+            a.output
+                .contains("n_drops=102 exec=2 openat=100 sources: flooder=95 cgroup:9=7"),
             "{}",
             a.output
         );
-        assert!(a.container.is_none());
+        // 95 of 102 (93 %): the flooder is named as the alert's container.
+        assert_eq!(
+            a.container.as_ref().map(|c| c.name.as_str()),
+            Some("flooder")
+        );
         // More drops within the window wait, and are summed.
         d.add(&DropReport {
             by_kind: vec![("openat", 5)],
+            by_cgroup: vec![(7, 5)],
         });
         d.add(&DropReport {
             by_kind: vec![("openat", 7)],
+            by_cgroup: vec![(9, 7)],
         });
-        assert!(d.due(t0 + Duration::from_secs(10), "n").is_none());
-        let b = d.due(t0 + Duration::from_secs(30), "n").unwrap();
+        assert!(d.due(t0 + Duration::from_secs(10), "n", &table).is_none());
+        let b = d.due(t0 + Duration::from_secs(30), "n", &table).unwrap();
         assert!(b.output.contains("n_drops=12 openat=12"), "{}", b.output);
         assert!(b.output.contains("in the last 30 s"), "{}", b.output);
+        // No source has 90 % of them: nobody is named.
+        assert!(b.container.is_none(), "{:?}", b.container);
         assert_ne!(a.id, b.id);
-        assert!(d.due(t0 + Duration::from_secs(90), "n").is_none());
+        assert!(d.due(t0 + Duration::from_secs(90), "n", &table).is_none());
     }
 
     #[test]

@@ -156,7 +156,8 @@ fn burst(attach: &str) {
 
 /// A flood that overflows the ring buffer (one page here) makes the sensor partly blind, the
 /// way an attacker would hide a syscall among many. The agent tells the operator: one
-/// `Sensor dropped events` alert, CRITICAL, whose count matches the kernel's drop counters.
+/// `Sensor dropped events` alert, CRITICAL, naming the flooding container, whose count matches
+/// the kernel's drop counters.
 #[test]
 fn a_flood_that_overflows_the_ring_buffer_raises_a_counted_alert() {
     require::lab();
@@ -193,6 +194,14 @@ fn a_flood_that_overflows_the_ring_buffer_raises_a_counted_alert() {
         std::thread::sleep(Duration::from_millis(200));
     };
     assert_eq!(alert["priority"], "critical", "{alert}");
+    // The flood's container is named: nearly every dropped event was its own.
+    assert_eq!(alert["container"]["id"], pod.agent.id.as_str(), "{alert}");
+    assert!(
+        alert["output"]
+            .as_str()
+            .is_some_and(|o| o.contains(&format!("sources: {name}-agent="))),
+        "{alert}"
+    );
     let output = alert["output"].as_str().unwrap_or_default();
     let reported: f64 = output
         .split_whitespace()

@@ -13,6 +13,8 @@ pub const EVENTS_MAP: &str = "EVENTS";
 pub const WATCHED_MAP: &str = "WATCHED";
 /// Name of the per-CPU array of counters, indexed by [`stat_index`].
 pub const STATS_MAP: &str = "STATS";
+/// Name of the per-cgroup dropped-event counters (LRU per-CPU hash: cgroup v2 id → count).
+pub const DROPS_BY_CGROUP_MAP: &str = "DROPS_BY_CGROUP";
 
 /// Event kinds. Values are stable: they are part of the kernel/user contract.
 #[repr(u32)]

@@ -13,7 +13,8 @@ use aya::{
     Ebpf, EbpfLoader,
 };
 use brainbox_ebpf_common::{
-    sc_stat_index, stat_index, EventKind, Sc, Stat, WatchFlags, EVENTS_MAP, STATS_MAP, WATCHED_MAP,
+    sc_stat_index, stat_index, EventKind, Sc, Stat, WatchFlags, DROPS_BY_CGROUP_MAP, EVENTS_MAP,
+    STATS_MAP, WATCHED_MAP,
 };
 use decode::SensorEvent;
 use prometheus_client::{
@@ -228,11 +229,17 @@ impl Sensor {
                 map: WATCHED_MAP,
                 reason: e.to_string(),
             })?;
+        let by_cgroup = aya::maps::PerCpuHashMap::try_from(take(&mut bpf, DROPS_BY_CGROUP_MAP)?)
+            .map_err(|e| SensorError::Map {
+                map: DROPS_BY_CGROUP_MAP,
+                reason: e.to_string(),
+            })?;
         Ok(Self {
             _bpf: bpf,
             ring,
             stats: KernelStats {
                 map: Arc::new(Mutex::new(stats)),
+                by_cgroup: Arc::new(Mutex::new(by_cgroup)),
             },
             watch: WatchList {
                 map: Arc::new(Mutex::new(watched)),
@@ -326,6 +333,7 @@ pub const BATCH: usize = 256;
 #[derive(Clone)]
 pub struct KernelStats {
     map: Arc<Mutex<PerCpuArray<MapData, u64>>>,
+    by_cgroup: Arc<Mutex<aya::maps::PerCpuHashMap<MapData, u64, u64>>>,
 }
 
 impl std::fmt::Debug for KernelStats {
@@ -350,6 +358,16 @@ impl KernelStats {
                 .sum(),
             k => self.read_index(stat_index(k as u32, stat)),
         }
+    }
+
+    /// Dropped events per cgroup v2 id since the sensor loaded (summed over CPUs), for the
+    /// cgroups the LRU map still holds.
+    pub fn drops_by_cgroup(&self) -> Vec<(u64, u64)> {
+        let map = self.by_cgroup.lock().expect("drops lock");
+        map.iter()
+            .filter_map(Result::ok)
+            .map(|(cg, per_cpu)| (cg, per_cpu.iter().sum()))
+            .collect()
     }
 
     /// Per-series values as (`kind` label, value): one per non-syscall kind and one per syscall.
@@ -398,6 +416,9 @@ impl Collector for KernelStats {
 pub struct DropReport {
     /// Dropped events per kind (`openat`, `exec`, ...), only kinds that dropped.
     pub by_kind: Vec<(&'static str, u64)>,
+    /// Dropped events per cgroup v2 id (whose event could not be written: mostly the flood's
+    /// own), only cgroups that dropped.
+    pub by_cgroup: Vec<(u64, u64)>,
 }
 
 impl DropReport {
@@ -415,10 +436,20 @@ async fn warn_on_drops(
     reports: Option<mpsc::Sender<DropReport>>,
 ) {
     let mut last: HashMap<&'static str, u64> = HashMap::new();
+    let mut last_cg: HashMap<u64, u64> = HashMap::new();
     let mut tick = tokio::time::interval(interval);
     loop {
         tick.tick().await;
         let mut report = DropReport::default();
+        let now_cg = stats.drops_by_cgroup();
+        for &(cg, total) in &now_cg {
+            let prev = last_cg.insert(cg, total).unwrap_or(0);
+            if total > prev {
+                report.by_cgroup.push((cg, total - prev));
+            }
+        }
+        // What the LRU map forgot is forgotten here too: this stays as small as the map.
+        last_cg.retain(|cg, _| now_cg.iter().any(|(c, _)| c == cg));
         // Per series, as exported: exec, fork, exit and each syscall.
         for (kind, total) in stats.series(Stat::Dropped) {
             let prev = last.insert(kind, total).unwrap_or(0);

@@ -25,7 +25,7 @@ use aya_ebpf::{
         bpf_probe_read_kernel, bpf_probe_read_user, bpf_probe_read_user_str_bytes,
     },
     macros::{map, raw_tracepoint, tracepoint},
-    maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
+    maps::{HashMap, LruHashMap, LruPerCpuHashMap, PerCpuArray, RingBuf},
     programs::{RawTracePointContext, TracePointContext},
 };
 use aya_ebpf::helpers::bpf_probe_read_user_buf;
@@ -62,11 +62,19 @@ static PENDING_SC: LruHashMap<u64, SyscallEvent> = LruHashMap::with_max_entries(
 #[map(name = "SCRATCH_SC")]
 static SCRATCH_SC: PerCpuArray<SyscallEvent> = PerCpuArray::with_max_entries(1, 0);
 
+/// Dropped events per cgroup v2 id: which container the ring was full for (a flood that blinds
+/// the sensor comes from somewhere). LRU, so a churn of cgroups cannot fill it.
+#[map(name = "DROPS_BY_CGROUP")]
+static DROPS_BY_CGROUP: LruPerCpuHashMap<u64, u64> = LruPerCpuHashMap::with_max_entries(1024, 0);
+
 #[inline(always)]
 fn count(kind: EventKind, stat: Stat) {
     if let Some(p) = STATS.get_ptr_mut(stat_index(kind as u32, stat)) {
         // SAFETY: per-CPU slot, no concurrent writer on this CPU while we run.
         unsafe { *p += 1 };
+    }
+    if matches!(stat, Stat::Dropped) {
+        count_drop_cgroup();
     }
 }
 
@@ -75,6 +83,22 @@ fn count_sc(sc: u32, stat: Stat) {
     if let Some(p) = STATS.get_ptr_mut(sc_stat_index(sc, stat)) {
         // SAFETY: per-CPU slot, no concurrent writer on this CPU while we run.
         unsafe { *p += 1 };
+    }
+    if matches!(stat, Stat::Dropped) {
+        count_drop_cgroup();
+    }
+}
+
+#[inline(always)]
+fn count_drop_cgroup() {
+    // SAFETY: helper without pointer arguments.
+    let cg = unsafe { bpf_get_current_cgroup_id() };
+    match DROPS_BY_CGROUP.get_ptr_mut(cg) {
+        // SAFETY: per-CPU value, no concurrent writer on this CPU while we run.
+        Some(p) => unsafe { *p += 1 },
+        None => {
+            let _ = DROPS_BY_CGROUP.insert(cg, 1u64, 0);
+        }
     }
 }
 
