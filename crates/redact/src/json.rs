@@ -3,8 +3,17 @@
 //! tokens, and stays valid JSON. Values under sensitive keys (`password`, `token`,
 //! `authorization`, …) are redacted whole, at any depth; every other string is searched with the
 //! rules after decoding its escapes (a secret written as `ghp\u005f…` is still found).
+//!
+//! The line's prefilter passes have already been made when a line gets here, and most strings
+//! of a JSON line are short and clean (`"ts"`, `"level"`, `"info"`): a string without escapes
+//! is its own bytes in the line, so the rules it opens come from the line's keyword hits that
+//! lie inside it ([`Engine::fired_in`]), not from a byte pass and a keyword pass of its own.
 
-use crate::{escape, validate, Class, Engine, Finding, KindId, Redaction};
+use crate::{
+    escape,
+    stats::{stats, Stats},
+    validate, Class, Engine, Finding, KindId, Redaction,
+};
 use std::borrow::Cow;
 
 /// Deeper documents are not treated as JSON (the text path still redacts them).
@@ -18,6 +27,12 @@ struct Edit {
 
 struct Parser<'a, 'e> {
     b: &'a [u8],
+    /// `b`, known to be UTF-8.
+    text: &'a str,
+    /// The byte pass over the whole line.
+    st: Stats,
+    /// The line's keyword hits: (index after the end, keyword).
+    hits: Vec<(usize, u32)>,
     i: usize,
     e: &'e Engine,
     edits: Vec<Edit>,
@@ -28,11 +43,20 @@ struct Parser<'a, 'e> {
 
 type R = Result<(), ()>;
 
-/// Redact a JSON line; `None` when the line is not one valid JSON document.
-pub(crate) fn redact<'a>(e: &Engine, line: &'a [u8]) -> Option<Redaction<'a>> {
+/// Redact a JSON line whose byte pass is `st` and keyword hits are `hits`
+/// ([`Engine::keyword_hits`]); `None` when the line is not one valid JSON document.
+pub(crate) fn redact<'a>(
+    e: &Engine,
+    line: &'a [u8],
+    st: &Stats,
+    hits: Vec<(usize, u32)>,
+) -> Option<Redaction<'a>> {
     let text = std::str::from_utf8(line).ok()?;
     let mut p = Parser {
         b: line,
+        text,
+        st: *st,
+        hits,
         i: 0,
         e,
         edits: Vec::new(),
@@ -138,8 +162,7 @@ impl Parser<'_, '_> {
                 return Err(());
             }
             let (ks, ke, esc) = self.string()?;
-            let b = self.b;
-            let key = decode(&b[ks + 1..ke - 1], esc)?;
+            let key = decode(&self.text[ks + 1..ke - 1], esc)?;
             let child = match self.e.sensitive_key(key.as_bytes()) {
                 Some(k) => Some(k),
                 // Leaves under a sensitive object are sensitive too, unless their own name says
@@ -299,9 +322,9 @@ impl Parser<'_, '_> {
     }
 
     fn on_string(&mut self, s: usize, e: usize, esc: bool, sens: Option<KindId>) -> R {
-        let b = self.b;
-        let raw = &b[s + 1..e - 1];
-        let content = decode(raw, esc)?;
+        let raw_str = &self.text[s + 1..e - 1];
+        let raw = raw_str.as_bytes();
+        let content = decode(raw_str, esc)?;
         if let Some(kind) = sens {
             if !content.is_empty() && !validate::is_placeholder(content.as_bytes()) {
                 self.redact_whole(s, e, kind, &content);
@@ -309,7 +332,24 @@ impl Parser<'_, '_> {
             }
         }
         let mut findings = std::mem::take(&mut self.scratch);
-        self.e.find_in(content.as_bytes(), &mut findings);
+        if esc {
+            self.e.find_in(content.as_bytes(), &mut findings);
+        } else {
+            // The content is `b[s + 1..e - 1]`, between quotes.
+            let mut fired = self.e.fired_in(&self.hits, s + 1, e - 1);
+            // Quotes delimit the part: a digit shape in it is one of the line, so when the line
+            // has none (and no `@`), neither has the part, and its byte pass is skipped.
+            if self.st.shapes != 0 || self.st.at {
+                self.e.add_gated(&mut fired, &stats(raw));
+            } else {
+                self.e.add_gated(&mut fired, &Stats::default());
+            }
+            debug_assert_eq!(fired, self.e.fired(raw, &stats(raw)), "{raw_str:?}");
+            findings.clear();
+            if !fired.is_empty() {
+                self.e.find(raw, &fired, &mut findings);
+            }
+        }
         if !findings.is_empty() {
             let mut plain = String::with_capacity(content.len() + 32);
             self.e
@@ -323,9 +363,8 @@ impl Parser<'_, '_> {
                 end: e,
                 with: quote(&plain),
             });
-        } else if raw.iter().any(|b| *b >= 0x80 || *b == 0x7f) {
+        } else if (self.st.high || self.st.ctrl) && raw.iter().any(|b| *b >= 0x80 || *b == 0x7f) {
             // Raw (unescaped) line separators, bidi overrides or DEL: write them as JSON escapes.
-            let raw_str = std::str::from_utf8(raw).map_err(|_| ())?;
             if escape::str_needs_escape(raw_str) || raw.contains(&0x7f) {
                 self.edits.push(Edit {
                     start: s,
@@ -339,9 +378,8 @@ impl Parser<'_, '_> {
     }
 
     fn on_number(&mut self, s: usize, e: usize, sens: Option<KindId>) -> R {
-        let b = self.b;
-        let text = &b[s..e];
-        let text_str = std::str::from_utf8(text).map_err(|_| ())?;
+        let text_str = &self.text[s..e];
+        let text = text_str.as_bytes();
         if let Some(kind) = sens {
             self.redact_whole(s, e, kind, text_str);
             return Ok(());
@@ -370,13 +408,12 @@ impl Parser<'_, '_> {
 }
 
 /// Decode a JSON string's content (without quotes).
-fn decode(raw: &[u8], esc: bool) -> Result<Cow<'_, str>, ()> {
-    let s = std::str::from_utf8(raw).map_err(|_| ())?;
+fn decode(s: &str, esc: bool) -> Result<Cow<'_, str>, ()> {
     if !esc {
         return Ok(Cow::Borrowed(s));
     }
     let mut out = String::with_capacity(s.len());
-    let b = raw;
+    let b = s.as_bytes();
     let mut i = 0;
     while i < b.len() {
         let Some(off) = b[i..].iter().position(|&c| c == b'\\') else {
