@@ -175,72 +175,49 @@ impl Keywords {
     }
 
     /// The walk is a chain of dependent loads, so its speed is the load latency, not the CPU's
-    /// width. A longer haystack is therefore walked as four parts at once (each part after the
-    /// first starts `max_len - 1` bytes early, so a keyword across a boundary is still seen
-    /// whole): independent chains, whose loads the CPU overlaps.
+    /// width. A haystack is therefore walked as four parts at once: independent chains, whose
+    /// loads the CPU overlaps. Each part after the first starts `max_len - 1` bytes before the
+    /// previous one ends, so a keyword across a boundary is still seen whole by one of them.
+    ///
+    /// The parts are of one length, the last ending where the haystack does, so the four walks
+    /// end together: with parts cut at quarters, the overlaps and the remainder were walked one
+    /// chain at a time after the four-way loop, a third of the steps of a typical line.
     #[inline(always)]
     fn walk<T: Entry>(&self, t: &[T], hay: &[u8], on: &mut impl FnMut(u32, usize)) {
         let cl = &self.classes;
         let step = |s: usize, b: u8| t[s + usize::from(cl[b as usize])].idx();
         let overlap = self.max_len.saturating_sub(1);
         let len = hay.len();
-        let mut s = 0usize;
-        let mut rest = hay;
-        // Where `rest` starts in `hay`.
-        let mut base = 0;
-        if len >= 4 * (overlap + 16) {
-            let q = len / 4;
-            let (p0, p1, p2, p3) = (
-                &hay[..q],
-                &hay[q - overlap..2 * q],
-                &hay[2 * q - overlap..3 * q],
-                &hay[3 * q - overlap..],
-            );
-            let starts = [0, q - overlap, 2 * q - overlap, 3 * q - overlap];
-            let (mut s0, mut s1, mut s2, mut s3) = (0, 0, 0, 0);
-            for (i, (((&a, &b), &c), &d)) in p0.iter().zip(p1).zip(p2).zip(p3).enumerate() {
-                s0 = step(s0, a);
-                s1 = step(s1, b);
-                s2 = step(s2, c);
-                s3 = step(s3, d);
-                if (s0 | s1 | s2 | s3) & 1 != 0 {
-                    self.report(s0, starts[0] + i + 1, on);
-                    self.report(s1, starts[1] + i + 1, on);
-                    self.report(s2, starts[2] + i + 1, on);
-                    self.report(s3, starts[3] + i + 1, on);
-                }
+        if len < 2 * overlap + 16 {
+            let mut s = 0usize;
+            for (i, &b) in hay.iter().enumerate() {
+                s = step(s, b);
+                self.report(s, i + 1, on);
             }
-            // p1 and p2 end where p0 does, less the overlap; p3 runs on.
-            let n = p0.len();
-            for (mut s, p, at) in [(s1, p1, starts[1]), (s2, p2, starts[2])] {
-                for (i, &b) in p.iter().enumerate().skip(n) {
-                    s = step(s, b);
-                    self.report(s, at + i + 1, on);
-                }
-            }
-            s = s3;
-            rest = &p3[n..];
-            base = starts[3] + n;
-        } else if len >= 2 * (overlap + 16) {
-            let mid = len / 2;
-            let (a, b) = (&hay[..mid], &hay[mid - overlap..]);
-            let (mut sa, mut sb) = (0, 0);
-            let b_start = mid - overlap;
-            for (i, (&x, &y)) in a.iter().zip(b).enumerate() {
-                sa = step(sa, x);
-                sb = step(sb, y);
-                if (sa | sb) & 1 != 0 {
-                    self.report(sa, i + 1, on);
-                    self.report(sb, b_start + i + 1, on);
-                }
-            }
-            s = sb;
-            rest = &b[a.len()..];
-            base = b_start + a.len();
+            return;
         }
-        for (i, &b) in rest.iter().enumerate() {
-            s = step(s, b);
-            self.report(s, base + i + 1, on);
+        // Four parts of `part` bytes, each overlapping the next by `overlap` and covering
+        // `hay`: 4 * part - 3 * overlap >= len.
+        let part = (len + 3 * overlap).div_ceil(4);
+        let starts = [
+            0,
+            part - overlap,
+            (2 * (part - overlap)).min(len - part),
+            len - part,
+        ];
+        let [p0, p1, p2, p3] = starts.map(|s| &hay[s..s + part]);
+        let (mut s0, mut s1, mut s2, mut s3) = (0, 0, 0, 0);
+        for (i, (((&a, &b), &c), &d)) in p0.iter().zip(p1).zip(p2).zip(p3).enumerate() {
+            s0 = step(s0, a);
+            s1 = step(s1, b);
+            s2 = step(s2, c);
+            s3 = step(s3, d);
+            if (s0 | s1 | s2 | s3) & 1 != 0 {
+                self.report(s0, starts[0] + i + 1, on);
+                self.report(s1, starts[1] + i + 1, on);
+                self.report(s2, starts[2] + i + 1, on);
+                self.report(s3, starts[3] + i + 1, on);
+            }
         }
     }
 }
