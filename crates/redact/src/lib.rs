@@ -340,6 +340,8 @@ pub struct Engine {
     allow_patterns: Vec<Regex>,
     keys: KeyKinds,
     private_key_kind: KindId,
+    /// Unique in the process: names this engine in per-thread memos (see `json`).
+    id: u64,
 }
 
 /// Builds an [`Engine`]: built-in rules, plus rules files, with a fingerprint key.
@@ -622,6 +624,10 @@ impl EngineBuilder {
             allow_patterns,
             keys: KeyKinds { contains, exact },
             private_key_kind,
+            id: {
+                static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+                NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            },
         })
     }
 }

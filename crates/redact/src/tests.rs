@@ -392,6 +392,34 @@ fn prechecks_change_no_output() {
     }
 }
 
+#[test]
+fn json_key_memo_changes_nothing() {
+    // The JSON path remembers keys per thread and engine: the second time a line is seen, and
+    // under an engine that names other keys sensitive, the output is what it was the first time.
+    let e = engine();
+    let lines = [
+        r#"{"prompt_tokens":12,"token_ttl":60,"password":"hunter2hunter2","x-sig":"abc123XYZ"}"#,
+        r#"{"ghp_0123456789abcdefghijklmnopqrstuvwxyz":1,"user":"bob"}"#,
+        r#"{"nested":{"secret_name":"db","auth":{"user":"u","pass":"p4ssw0rd!x"}}}"#,
+    ];
+    let first: Vec<String> = lines.iter().map(|l| red(&e, l)).collect();
+    assert!(first[1].starts_with(r#"{"[REDACTED:github-"#), "{}", first[1]);
+    for _ in 0..3 {
+        let again: Vec<String> = lines.iter().map(|l| red(&e, l)).collect();
+        assert_eq!(again, first);
+    }
+    let profile = profile::parse("t.yaml", "kind: redact-rules\njson_keys: [x-sig]\n").unwrap();
+    let with_sig = Engine::builder()
+        .key(FingerprintKey::derive(b"unit-test key"))
+        .rules_file(profile)
+        .build()
+        .unwrap();
+    let out = red(&with_sig, lines[0]);
+    assert!(!out.contains("abc123XYZ"), "{out}");
+    assert!(first[0].contains("abc123XYZ"), "{}", first[0]);
+    assert_eq!(red(&e, lines[0]), first[0]);
+}
+
 mod json_props {
     use super::*;
     use proptest::prelude::*;
