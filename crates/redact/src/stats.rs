@@ -22,9 +22,17 @@ pub(crate) struct Stats {
 
 /// The byte pass over `hay`.
 pub(crate) fn stats(hay: &[u8]) -> Stats {
-    let (ctrl, high, at) = flags(hay);
+    // On x86-64 the flags come from the vectors the digit masks are made of; elsewhere from a
+    // loop of their own.
+    let (shapes, flags) = shapes(hay);
+    #[cfg(not(target_arch = "x86_64"))]
+    let flags = {
+        let _ = flags;
+        self::flags(hay)
+    };
+    let (ctrl, high, at) = flags;
     Stats {
-        shapes: shapes(hay),
+        shapes,
         at,
         ctrl,
         high,
@@ -32,6 +40,7 @@ pub(crate) fn stats(hay: &[u8]) -> Stats {
 }
 
 /// Controls (not tab), DEL; bytes ≥ 0x80; `@`. Written so that it compiles to vector compares.
+#[cfg_attr(all(target_arch = "x86_64", not(test)), allow(dead_code))]
 fn flags(hay: &[u8]) -> (bool, bool, bool) {
     let (mut c, mut h, mut a) = (0u8, 0u8, 0u8);
     for &b in hay {
@@ -64,21 +73,63 @@ fn digit_bits(w: u64) -> u64 {
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 fn digit_mask(block: &[u8; 64]) -> u64 {
-    use safe_arch::{
-        cmp_eq_mask_i8_m128i, m128i, min_u8_m128i, move_mask_i8_m128i, set_splat_i8_m128i,
-        sub_i8_m128i,
-    };
-    let zero = set_splat_i8_m128i(b'0' as i8);
-    let nine = set_splat_i8_m128i(9);
+    use safe_arch::m128i;
     let mut d = 0u64;
     for (k, c) in block.chunks_exact(16).enumerate() {
-        let v = m128i::from(<[u8; 16]>::try_from(c).expect("16 bytes"));
-        // Digits become 0..=9, everything else 10..=255 (wrapping); `min(t, 9) == t` is `t <= 9`.
-        let t = sub_i8_m128i(v, zero);
-        let is_digit = cmp_eq_mask_i8_m128i(min_u8_m128i(t, nine), t);
-        d |= u64::from(move_mask_i8_m128i(is_digit) as u16) << (16 * k);
+        d |= u64::from(digits16(m128i::from(
+            <[u8; 16]>::try_from(c).expect("16 bytes"),
+        ))) << (16 * k);
     }
     d
+}
+
+/// Bit `i` set when byte `i` of `v` is an ASCII digit.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn digits16(v: safe_arch::m128i) -> u16 {
+    use safe_arch::{
+        cmp_eq_mask_i8_m128i, min_u8_m128i, move_mask_i8_m128i, set_splat_i8_m128i, sub_i8_m128i,
+    };
+    // Digits become 0..=9, everything else 10..=255 (wrapping); `min(t, 9) == t` is `t <= 9`.
+    let t = sub_i8_m128i(v, set_splat_i8_m128i(b'0' as i8));
+    let is_digit = cmp_eq_mask_i8_m128i(min_u8_m128i(t, set_splat_i8_m128i(9)), t);
+    move_mask_i8_m128i(is_digit) as u16
+}
+
+/// The flags of [`flags`], gathered over blocks as vectors (a byte's lane is all ones when it
+/// is such a byte), tested once at the end.
+#[cfg(target_arch = "x86_64")]
+#[derive(Default)]
+struct FlagLanes {
+    ctrl: safe_arch::m128i,
+    high: safe_arch::m128i,
+    at: safe_arch::m128i,
+}
+
+#[cfg(target_arch = "x86_64")]
+impl FlagLanes {
+    /// Adds the bytes of `v`, and returns its digits.
+    #[inline(always)]
+    fn add(&mut self, v: safe_arch::m128i) -> u16 {
+        use safe_arch::{bitandnot_m128i, cmp_eq_mask_i8_m128i, min_u8_m128i, set_splat_i8_m128i};
+        let splat = |b: u8| set_splat_i8_m128i(b as i8);
+        // `min(v, 0x1f) == v` is `v < 0x20`; the tab is allowed, DEL is not.
+        let low = cmp_eq_mask_i8_m128i(min_u8_m128i(v, splat(0x1f)), v);
+        let tab = cmp_eq_mask_i8_m128i(v, splat(b'\t'));
+        self.ctrl |= bitandnot_m128i(tab, low) | cmp_eq_mask_i8_m128i(v, splat(0x7f));
+        self.high |= v;
+        self.at |= cmp_eq_mask_i8_m128i(v, splat(b'@'));
+        digits16(v)
+    }
+
+    fn get(&self) -> (bool, bool, bool) {
+        use safe_arch::move_mask_i8_m128i;
+        (
+            move_mask_i8_m128i(self.ctrl) != 0,
+            move_mask_i8_m128i(self.high) != 0,
+            move_mask_i8_m128i(self.at) != 0,
+        )
+    }
 }
 
 /// Bit `i` set when `block[i]` is an ASCII digit.
@@ -109,7 +160,10 @@ fn digit_mask_swar(block: &[u8; 64]) -> u64 {
 /// shapes depend on a whole run of groups; the masks only tell whether such a run can exist
 /// (13+ bytes of digits and single spaces or dashes, 10+ of digits and single spaces), which is
 /// rare, and then the exact group-by-group step ([`shapes_stepped`]) decides.
-fn shapes(hay: &[u8]) -> u8 {
+///
+/// Also returns the flags (controls, high bytes, `@`) where the blocks give them (x86-64), else
+/// `(false, false, false)`.
+fn shapes(hay: &[u8]) -> (u8, (bool, bool, bool)) {
     let mut m = Masks::default();
     let mut blocks = hay.chunks_exact(64);
     for b in &mut blocks {
@@ -119,28 +173,37 @@ fn shapes(hay: &[u8]) -> u8 {
     // line is seen to end. A line that fills its last block gets a block of padding; a longer
     // line's tail is read as its last 64 bytes, those already seen shifted out (a copy into a
     // padded block was a tenth of the byte pass).
+    // The padding byte is no flag either. The bytes of the last block that were seen already
+    // are the line's: their flags count again, no harm.
     let tail = blocks.remainder().len();
     if hay.len() >= 64 {
         let last = &hay[hay.len() - 64..];
         match tail {
-            0 => m.block(&[0; 64], 0),
+            0 => m.block(&[PAD; 64], 0),
             _ => m.block(last.try_into().expect("64 bytes"), 64 - tail as u32),
         }
     } else if !hay.is_empty() {
-        let mut b = [0u8; 64];
+        let mut b = [PAD; 64];
         b[..tail].copy_from_slice(hay);
         m.block(&b, 0);
     }
+    #[cfg(target_arch = "x86_64")]
+    let flags = m.flags.get();
+    #[cfg(not(target_arch = "x86_64"))]
+    let flags = (false, false, false);
     if m.long_run {
-        return shapes_stepped(hay);
+        return (shapes_stepped(hay), flags);
     }
     let mut shapes = m.shapes;
     // E.164: `+` then a country code, which never starts with 0 (`+0000` is a UTC offset).
     if memchr::memchr_iter(b'+', hay).any(|i| matches!(hay.get(i + 1), Some(b'1'..=b'9'))) {
         shapes |= 1 << Shape::Phone as u8;
     }
-    shapes
+    (shapes, flags)
 }
+
+/// What fills a block after the end of a line: no digit, no separator, no flag.
+const PAD: u8 = b'x';
 
 /// The bitmasks of the previous block (what a shift brings into the next one), and the result.
 #[derive(Default)]
@@ -157,13 +220,34 @@ struct Masks {
     shapes: u8,
     /// A run that may hold a card number or an IBAN.
     long_run: bool,
+    #[cfg(target_arch = "x86_64")]
+    flags: FlagLanes,
 }
 
 impl Masks {
+    /// The digit mask of `block`, and its flags into `self.flags`.
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    fn bytes(&mut self, block: &[u8; 64]) -> u64 {
+        let mut d = 0u64;
+        for (k, c) in block.chunks_exact(16).enumerate() {
+            let v = safe_arch::m128i::from(<[u8; 16]>::try_from(c).expect("16 bytes"));
+            d |= u64::from(self.flags.add(v)) << (16 * k);
+        }
+        d
+    }
+
+    /// The digit mask of `block`.
+    #[cfg(not(target_arch = "x86_64"))]
+    #[inline(always)]
+    fn bytes(&mut self, block: &[u8; 64]) -> u64 {
+        digit_mask(block)
+    }
+
     /// The next block: `block[skip..]`, then `skip` bytes of padding.
     #[inline(always)]
     fn block(&mut self, block: &[u8; 64], skip: u32) {
-        let d = digit_mask(block) >> skip;
+        let d = self.bytes(block) >> skip;
         // `x` shifted towards higher bytes by `k`, the previous block's `px` filling in: bit `i`
         // tells about byte `i - k`.
         let sh = |x: u64, px: u64, k: u32| (x << k) | (px >> (64 - k));
@@ -417,6 +501,27 @@ mod tests {
     }
 
     #[test]
+    fn flags_at_every_offset() {
+        // Lines around the 16- and 64-byte boundaries of the vector pass, one byte of interest
+        // at each offset among bytes that set no flag.
+        for len in [1usize, 15, 16, 17, 63, 64, 65, 100, 127, 128, 129, 200] {
+            for at in 0..len {
+                for b in [
+                    0u8, 8, b'\t', b'\n', 0x1f, b' ', b'@', b'x', 0x7e, 0x7f, 0x80, 0xff,
+                ] {
+                    let mut l = vec![b'a'; len];
+                    l[at] = b;
+                    assert_eq!(stats(&l), reference(&l), "{b:#x} at {at} of {len}");
+                    assert_eq!(super::flags(&l), {
+                        let r = reference(&l);
+                        (r.ctrl, r.high, r.at)
+                    });
+                }
+            }
+        }
+    }
+
+    #[test]
     fn digit_masks_agree() {
         // Every byte value at every position of a block, next to digits and non-digits.
         for b in 0..=255u8 {
@@ -482,7 +587,7 @@ mod tests {
         #![proptest_config(ProptestConfig::with_cases(5000))]
         #[test]
         fn grouped_same_as_reference(v in grouped()) {
-            prop_assert_eq!(super::shapes(&v), reference(&v).shapes);
+            prop_assert_eq!(super::shapes(&v).0, reference(&v).shapes);
             prop_assert_eq!(super::shapes_stepped(&v), reference(&v).shapes);
         }
     }

@@ -403,7 +403,11 @@ fn json_key_memo_changes_nothing() {
         r#"{"nested":{"secret_name":"db","auth":{"user":"u","pass":"p4ssw0rd!x"}}}"#,
     ];
     let first: Vec<String> = lines.iter().map(|l| red(&e, l)).collect();
-    assert!(first[1].starts_with(r#"{"[REDACTED:github-"#), "{}", first[1]);
+    assert!(
+        first[1].starts_with(r#"{"[REDACTED:github-"#),
+        "{}",
+        first[1]
+    );
     for _ in 0..3 {
         let again: Vec<String> = lines.iter().map(|l| red(&e, l)).collect();
         assert_eq!(again, first);
