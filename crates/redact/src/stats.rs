@@ -1,10 +1,13 @@
 //! The byte pass: what gates the personal-data rules (digit shapes, an `@`) and whether a line
 //! needs escaping (controls, bytes ≥ 0x80).
 //!
-//! Every line pays for this pass, so no byte is looked at alone: the flags come from a loop the
-//! compiler turns into vector compares, digits from a bitmask built 16 bytes at a time with SSE2
-//! on x86-64 (8 at a time in a register, SWAR, elsewhere); digit shapes are then tested on bitmasks, every group at once, and only the
-//! rare line with a long run of digit groups is stepped through group by group.
+//! Every line pays for this pass, so no byte is looked at alone. On x86-64, SSE2 (always there)
+//! compares 16 bytes at a time and gives bitmasks of digits and of ' ', '-', '.', and the flags,
+//! in one pass (through `safe_arch`: this crate has no `unsafe`). Elsewhere the flags come from a
+//! loop the compiler turns into vector compares, digits from a bitmask built 8 bytes at a time in
+//! a register (SWAR), and the separators are read where a digit group ends. Digit shapes are
+//! then tested on bitmasks, every group at once, and only the rare line with a long run of digit
+//! groups is stepped through group by group.
 
 use crate::rules::Shape;
 
@@ -225,16 +228,24 @@ struct Masks {
 }
 
 impl Masks {
-    /// The digit mask of `block`, and its flags into `self.flags`.
+    /// The masks of `block`'s digits and of its ' ', '-' and '.' bytes, and its flags into
+    /// `self.flags`.
     #[cfg(target_arch = "x86_64")]
     #[inline(always)]
-    fn bytes(&mut self, block: &[u8; 64]) -> u64 {
-        let mut d = 0u64;
+    fn bytes(&mut self, block: &[u8; 64]) -> [u64; 4] {
+        use safe_arch::{cmp_eq_mask_i8_m128i, move_mask_i8_m128i, set_splat_i8_m128i};
+        let mask =
+            |v, b: u8| move_mask_i8_m128i(cmp_eq_mask_i8_m128i(v, set_splat_i8_m128i(b as i8)));
+        let mut m = [0u64; 4];
         for (k, c) in block.chunks_exact(16).enumerate() {
             let v = safe_arch::m128i::from(<[u8; 16]>::try_from(c).expect("16 bytes"));
-            d |= u64::from(self.flags.add(v)) << (16 * k);
+            let at = 16 * k;
+            m[0] |= u64::from(self.flags.add(v)) << at;
+            m[1] |= u64::from(mask(v, b' ') as u16) << at;
+            m[2] |= u64::from(mask(v, b'-') as u16) << at;
+            m[3] |= u64::from(mask(v, b'.') as u16) << at;
         }
-        d
+        m
     }
 
     /// The digit mask of `block`.
@@ -244,20 +255,22 @@ impl Masks {
         digit_mask(block)
     }
 
-    /// The next block: `block[skip..]`, then `skip` bytes of padding.
+    /// The single separators at `joins` (bit `i` is `block[i + skip]`) that are ' ', '-', '.'.
+    #[cfg(target_arch = "x86_64")]
     #[inline(always)]
-    fn block(&mut self, block: &[u8; 64], skip: u32) {
-        let d = self.bytes(block) >> skip;
-        // `x` shifted towards higher bytes by `k`, the previous block's `px` filling in: bit `i`
-        // tells about byte `i - k`.
-        let sh = |x: u64, px: u64, k: u32| (x << k) | (px >> (64 - k));
-        let pd = self.digits;
-        let back = |k: u32| sh(d, pd, k);
-        // The first non-digit after each group.
-        let after = !d & back(1);
-        // Single separators: a digit before and after (the next block's first byte is not known
-        // here, so a separator that ends the block counts). Only their bytes are looked at.
-        let joins = after & ((d >> 1) | 1 << 63) & (!0 >> skip);
+    fn separators(bytes: &[u64; 4], _: &[u8; 64], skip: u32, joins: u64) -> (u64, u64, u64) {
+        (
+            joins & (bytes[1] >> skip),
+            joins & (bytes[2] >> skip),
+            joins & (bytes[3] >> skip),
+        )
+    }
+
+    /// The single separators at `joins` (bit `i` is `block[i + skip]`) that are ' ', '-', '.':
+    /// only their bytes are looked at.
+    #[cfg(not(target_arch = "x86_64"))]
+    #[inline(always)]
+    fn separators(_: &u64, block: &[u8; 64], skip: u32, joins: u64) -> (u64, u64, u64) {
         let (mut space, mut dash, mut dot) = (0u64, 0u64, 0u64);
         let mut a = joins;
         while a != 0 {
@@ -269,6 +282,28 @@ impl Masks {
             dot |= if c == b'.' { bit } else { 0 };
             a &= a - 1;
         }
+        (space, dash, dot)
+    }
+
+    /// The next block: `block[skip..]`, then `skip` bytes of padding.
+    #[inline(always)]
+    fn block(&mut self, block: &[u8; 64], skip: u32) {
+        let bytes = self.bytes(block);
+        #[cfg(target_arch = "x86_64")]
+        let d = bytes[0] >> skip;
+        #[cfg(not(target_arch = "x86_64"))]
+        let d = bytes >> skip;
+        // `x` shifted towards higher bytes by `k`, the previous block's `px` filling in: bit `i`
+        // tells about byte `i - k`.
+        let sh = |x: u64, px: u64, k: u32| (x << k) | (px >> (64 - k));
+        let pd = self.digits;
+        let back = |k: u32| sh(d, pd, k);
+        // The first non-digit after each group.
+        let after = !d & back(1);
+        // Single separators: a digit before and after (the next block's first byte is not known
+        // here, so a separator that ends the block counts).
+        let joins = after & ((d >> 1) | 1 << 63) & (!0 >> skip);
+        let (space, dash, dot) = Self::separators(&bytes, block, skip, joins);
         let (d1, d2, d3, d4) = (back(1), back(2), back(3), back(4));
         let (d6, d7, d8, d9) = (back(6), back(7), back(8), back(9));
         // 4 digits end before the bit; the separator required before them makes them exactly 4.
