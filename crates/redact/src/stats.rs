@@ -590,6 +590,11 @@ mod tests {
     /// Digit groups of 1–5 digits (a few long ones) joined by one or two separators: the shapes
     /// (phone, SSN, card, IBAN) and near misses are frequent, at many offsets of a block.
     fn grouped() -> impl Strategy<Value = Vec<u8>> {
+        grouped_in(10, 70)
+    }
+
+    /// [`grouped`], with up to `groups` groups after up to `pad` bytes of filler.
+    fn grouped_in(groups: usize, pad: usize) -> impl Strategy<Value = Vec<u8>> {
         let group = prop_oneof![
             8 => proptest::collection::vec(prop_oneof![Just(b'0'), Just(b'2'), Just(b'4'), Just(b'7')], 1..6),
             1 => proptest::collection::vec(prop_oneof![Just(b'1'), Just(b'5'), Just(b'9')], 6..20),
@@ -608,7 +613,7 @@ mod tests {
         ];
         // Few groups, so that one shape does not hide another; after a filler that moves them
         // across the first block boundary.
-        (proptest::collection::vec((group, sep), 0..10), 0usize..70).prop_map(|(v, pad)| {
+        (proptest::collection::vec((group, sep), 0..groups), 0..pad).prop_map(|(v, pad)| {
             let mut out = vec![b'x'; pad];
             for (g, s) in v {
                 out.extend_from_slice(&g);
@@ -624,6 +629,33 @@ mod tests {
         fn grouped_same_as_reference(v in grouped()) {
             prop_assert_eq!(super::shapes(&v).0, reference(&v).shapes);
             prop_assert_eq!(super::shapes_stepped(&v), reference(&v).shapes);
+        }
+
+        /// Long chains of groups deep in the line: the masks see a long run blocks after the
+        /// line starts, and the groups are stepped from where its chain begins.
+        #[test]
+        fn deep_chains_same_as_reference(v in grouped_in(30, 260)) {
+            prop_assert_eq!(super::shapes(&v).0, reference(&v).shapes);
+        }
+
+        /// Chains longer than a block, of groups joined by single bytes of any kind.
+        #[test]
+        fn chains_longer_than_a_block(
+            v in proptest::collection::vec(
+                (
+                    proptest::sample::select(vec!["4111", "1111", "2", "07", "3704", "44", "9"]),
+                    proptest::sample::select(vec![" ", "-", ".", ":", "a", "D", "  "]),
+                ),
+                0..60,
+            ),
+            pad in 0usize..200,
+        ) {
+            let mut l = vec![b'x'; pad];
+            for (g, s) in v {
+                l.extend_from_slice(g.as_bytes());
+                l.extend_from_slice(s.as_bytes());
+            }
+            prop_assert_eq!(super::shapes(&l).0, reference(&l).shapes);
         }
     }
 
