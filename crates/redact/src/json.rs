@@ -53,24 +53,30 @@ thread_local! {
 }
 
 impl KeyMemo {
-    fn slot(engine: u64, key: &[u8]) -> usize {
+    /// `key` padded with zeros to [`MEMO_KEY`] bytes, and its slot. Compared as whole arrays
+    /// (with the length: a remembered key has no zero byte), a hit costs no `memcmp` call.
+    fn padded(engine: u64, key: &[u8]) -> ([u8; MEMO_KEY], usize) {
+        let mut p = [0u8; MEMO_KEY];
         // FNV-1a over the key, then the engine.
-        let h = key.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
-            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-        });
+        let mut h = 0xcbf2_9ce4_8422_2325u64;
+        for (d, &b) in p.iter_mut().zip(key) {
+            *d = b;
+            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
         let h = (h ^ engine).wrapping_mul(0x0100_0000_01b3);
-        (h >> 32) as usize % MEMO_SLOTS
+        (p, (h >> 32) as usize % MEMO_SLOTS)
     }
 
     fn get(engine: u64, key: &[u8]) -> Option<KeyFacts> {
+        let (p, slot) = Self::padded(engine, key);
         MEMO.with(|m| {
-            let f = m.borrow().0[Self::slot(engine, key)]?;
-            (f.engine == engine && &f.key[..usize::from(f.len)] == key).then_some(f)
+            let f = m.borrow().0[slot]?;
+            (f.engine == engine && usize::from(f.len) == key.len() && f.key == p).then_some(f)
         })
     }
 
     fn put(f: KeyFacts) {
-        let slot = Self::slot(f.engine, &f.key[..usize::from(f.len)]);
+        let (_, slot) = Self::padded(f.engine, &f.key[..usize::from(f.len)]);
         MEMO.with(|m| m.borrow_mut().0[slot] = Some(f));
     }
 }
