@@ -3,12 +3,83 @@
 //! tokens, and stays valid JSON. Values under sensitive keys (`password`, `token`,
 //! `authorization`, …) are redacted whole, at any depth; every other string is searched with the
 //! rules after decoding its escapes (a secret written as `ghp\u005f…` is still found).
+//!
+//! The line's prefilter passes have already been made when a line gets here, and most strings
+//! of a JSON line are short and clean (`"ts"`, `"level"`, `"info"`): a string without escapes
+//! is its own bytes in the line, so the rules it opens come from the line's keyword hits that
+//! lie inside it ([`Engine::fired_in`]), not from a byte pass and a keyword pass of its own.
+//!
+//! The keys of a stream of JSON lines are the same few names line after line, and what the
+//! scanner learns about a key depends on its bytes alone: whether it is a sensitive name, a
+//! harmless one, and that the rules find nothing in it. Each thread remembers that for the
+//! last keys it saw ([`KeyMemo`]); a key seen before costs a hash and a compare instead of a
+//! normalisation, name look-ups, a keyword walk and the rules' checks (two fifths of a JSON
+//! line whose keys hold `token`, `secret`, `password`).
 
-use crate::{escape, validate, Class, Engine, Finding, KindId, Redaction};
-use std::borrow::Cow;
+use crate::{
+    escape,
+    stats::{stats, Stats},
+    validate, Class, Engine, Finding, KindId, Redaction,
+};
+use std::{borrow::Cow, cell::RefCell};
 
 /// Deeper documents are not treated as JSON (the text path still redacts them).
 const MAX_DEPTH: usize = 128;
+
+/// Keys of at most this many bytes are remembered.
+const MEMO_KEY: usize = 48;
+/// Entries of the per-thread memo (direct mapped).
+const MEMO_SLOTS: usize = 128;
+
+/// What is known about one key name under one engine; only keys in which the rules find
+/// nothing are remembered.
+#[derive(Clone, Copy)]
+struct KeyFacts {
+    engine: u64,
+    len: u8,
+    key: [u8; MEMO_KEY],
+    /// [`Engine::sensitive_key`].
+    kind: Option<KindId>,
+    /// [`validate::is_harmless_key`].
+    harmless: bool,
+}
+
+/// The per-thread memo of key facts: a direct-mapped table, so a lookup is one hash, one slot
+/// and one compare, and an unlucky collision only costs the work the memo saves.
+struct KeyMemo([Option<KeyFacts>; MEMO_SLOTS]);
+
+thread_local! {
+    static MEMO: RefCell<KeyMemo> = const { RefCell::new(KeyMemo([None; MEMO_SLOTS])) };
+}
+
+impl KeyMemo {
+    /// `key` padded with zeros to [`MEMO_KEY`] bytes, and its slot. Compared as whole arrays
+    /// (with the length: a remembered key has no zero byte), a hit costs no `memcmp` call.
+    fn padded(engine: u64, key: &[u8]) -> ([u8; MEMO_KEY], usize) {
+        let mut p = [0u8; MEMO_KEY];
+        // FNV-1a over the key, then the engine.
+        let mut h = 0xcbf2_9ce4_8422_2325u64;
+        for (d, &b) in p.iter_mut().zip(key) {
+            *d = b;
+            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+        let h = (h ^ engine).wrapping_mul(0x0100_0000_01b3);
+        (p, (h >> 32) as usize % MEMO_SLOTS)
+    }
+
+    fn get(engine: u64, key: &[u8]) -> Option<KeyFacts> {
+        let (p, slot) = Self::padded(engine, key);
+        MEMO.with(|m| {
+            let f = m.borrow().0[slot]?;
+            (f.engine == engine && usize::from(f.len) == key.len() && f.key == p).then_some(f)
+        })
+    }
+
+    fn put(f: KeyFacts) {
+        let (_, slot) = Self::padded(f.engine, &f.key[..usize::from(f.len)]);
+        MEMO.with(|m| m.borrow_mut().0[slot] = Some(f));
+    }
+}
 
 struct Edit {
     start: usize,
@@ -18,6 +89,12 @@ struct Edit {
 
 struct Parser<'a, 'e> {
     b: &'a [u8],
+    /// `b`, known to be UTF-8.
+    text: &'a str,
+    /// The byte pass over the whole line.
+    st: Stats,
+    /// The line's keyword hits: (index after the end, keyword).
+    hits: Vec<(usize, u32)>,
     i: usize,
     e: &'e Engine,
     edits: Vec<Edit>,
@@ -28,11 +105,20 @@ struct Parser<'a, 'e> {
 
 type R = Result<(), ()>;
 
-/// Redact a JSON line; `None` when the line is not one valid JSON document.
-pub(crate) fn redact<'a>(e: &Engine, line: &'a [u8]) -> Option<Redaction<'a>> {
+/// Redact a JSON line whose byte pass is `st` and keyword hits are `hits`
+/// ([`Engine::keyword_hits`]); `None` when the line is not one valid JSON document.
+pub(crate) fn redact<'a>(
+    e: &Engine,
+    line: &'a [u8],
+    st: &Stats,
+    hits: Vec<(usize, u32)>,
+) -> Option<Redaction<'a>> {
     let text = std::str::from_utf8(line).ok()?;
     let mut p = Parser {
         b: line,
+        text,
+        st: *st,
+        hits,
         i: 0,
         e,
         edits: Vec::new(),
@@ -138,15 +224,13 @@ impl Parser<'_, '_> {
                 return Err(());
             }
             let (ks, ke, esc) = self.string()?;
-            let b = self.b;
-            let key = decode(&b[ks + 1..ke - 1], esc)?;
-            let child = match self.e.sensitive_key(key.as_bytes()) {
+            let facts = self.key(ks, ke, esc)?;
+            let child = match facts.kind {
                 Some(k) => Some(k),
                 // Leaves under a sensitive object are sensitive too, unless their own name says
                 // they are a setting (`expires_at`, `type`).
-                None => sens.filter(|_| !validate::is_harmless_key(key.as_bytes())),
+                None => sens.filter(|_| !facts.harmless),
             };
-            self.on_string(ks, ke, esc, None)?;
             self.expect(b':')?;
             self.value(depth + 1, child)?;
             self.ws();
@@ -159,6 +243,36 @@ impl Parser<'_, '_> {
                 _ => return Err(()),
             }
         }
+    }
+
+    /// Handles the key `b[ks..ke]` (quotes included): searches it with the rules like any
+    /// string, unless the memo has it as clean, and returns what it is. A short printable ASCII
+    /// key without escapes is remembered when clean: its facts depend on its bytes alone.
+    fn key(&mut self, ks: usize, ke: usize, esc: bool) -> Result<KeyFacts, ()> {
+        let raw = &self.b[ks + 1..ke - 1];
+        let memo = !esc && raw.len() <= MEMO_KEY && raw.iter().all(|b| (0x20..0x7f).contains(b));
+        if memo {
+            if let Some(f) = KeyMemo::get(self.e.id, raw) {
+                return Ok(f);
+            }
+        }
+        let key = decode(&self.text[ks + 1..ke - 1], esc)?;
+        let mut f = KeyFacts {
+            engine: self.e.id,
+            len: 0,
+            key: [0; MEMO_KEY],
+            kind: self.e.sensitive_key(key.as_bytes()),
+            harmless: validate::is_harmless_key(key.as_bytes()),
+        };
+        let edits = self.edits.len();
+        self.on_string(ks, ke, esc, None)?;
+        // Printable ASCII is never escaped: no edit means no finding.
+        if memo && self.edits.len() == edits {
+            f.len = raw.len() as u8;
+            f.key[..raw.len()].copy_from_slice(raw);
+            KeyMemo::put(f);
+        }
+        Ok(f)
     }
 
     fn array(&mut self, depth: usize, sens: Option<KindId>) -> R {
@@ -299,9 +413,9 @@ impl Parser<'_, '_> {
     }
 
     fn on_string(&mut self, s: usize, e: usize, esc: bool, sens: Option<KindId>) -> R {
-        let b = self.b;
-        let raw = &b[s + 1..e - 1];
-        let content = decode(raw, esc)?;
+        let raw_str = &self.text[s + 1..e - 1];
+        let raw = raw_str.as_bytes();
+        let content = decode(raw_str, esc)?;
         if let Some(kind) = sens {
             if !content.is_empty() && !validate::is_placeholder(content.as_bytes()) {
                 self.redact_whole(s, e, kind, &content);
@@ -309,7 +423,24 @@ impl Parser<'_, '_> {
             }
         }
         let mut findings = std::mem::take(&mut self.scratch);
-        self.e.find_in(content.as_bytes(), &mut findings);
+        if esc {
+            self.e.find_in(content.as_bytes(), &mut findings);
+        } else {
+            // The content is `b[s + 1..e - 1]`, between quotes.
+            let mut fired = self.e.fired_in(&self.hits, s + 1, e - 1);
+            // Quotes delimit the part: a digit shape in it is one of the line, so when the line
+            // has none (and no `@`), neither has the part, and its byte pass is skipped.
+            if self.st.shapes != 0 || self.st.at {
+                self.e.add_gated(&mut fired, &stats(raw));
+            } else {
+                self.e.add_gated(&mut fired, &Stats::default());
+            }
+            debug_assert_eq!(fired, self.e.fired(raw, &stats(raw)), "{raw_str:?}");
+            findings.clear();
+            if !fired.is_empty() {
+                self.e.find(raw, &fired, &mut findings);
+            }
+        }
         if !findings.is_empty() {
             let mut plain = String::with_capacity(content.len() + 32);
             self.e
@@ -323,9 +454,8 @@ impl Parser<'_, '_> {
                 end: e,
                 with: quote(&plain),
             });
-        } else if raw.iter().any(|b| *b >= 0x80 || *b == 0x7f) {
+        } else if (self.st.high || self.st.ctrl) && raw.iter().any(|b| *b >= 0x80 || *b == 0x7f) {
             // Raw (unescaped) line separators, bidi overrides or DEL: write them as JSON escapes.
-            let raw_str = std::str::from_utf8(raw).map_err(|_| ())?;
             if escape::str_needs_escape(raw_str) || raw.contains(&0x7f) {
                 self.edits.push(Edit {
                     start: s,
@@ -339,9 +469,8 @@ impl Parser<'_, '_> {
     }
 
     fn on_number(&mut self, s: usize, e: usize, sens: Option<KindId>) -> R {
-        let b = self.b;
-        let text = &b[s..e];
-        let text_str = std::str::from_utf8(text).map_err(|_| ())?;
+        let text_str = &self.text[s..e];
+        let text = text_str.as_bytes();
         if let Some(kind) = sens {
             self.redact_whole(s, e, kind, text_str);
             return Ok(());
@@ -370,13 +499,12 @@ impl Parser<'_, '_> {
 }
 
 /// Decode a JSON string's content (without quotes).
-fn decode(raw: &[u8], esc: bool) -> Result<Cow<'_, str>, ()> {
-    let s = std::str::from_utf8(raw).map_err(|_| ())?;
+fn decode(s: &str, esc: bool) -> Result<Cow<'_, str>, ()> {
     if !esc {
         return Ok(Cow::Borrowed(s));
     }
     let mut out = String::with_capacity(s.len());
-    let b = raw;
+    let b = s.as_bytes();
     let mut i = 0;
     while i < b.len() {
         let Some(off) = b[i..].iter().position(|&c| c == b'\\') else {

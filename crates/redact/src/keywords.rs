@@ -54,6 +54,8 @@ pub(crate) struct Keywords {
     outputs: Vec<Vec<u32>>,
     /// Longest keyword, bytes.
     max_len: usize,
+    /// Length of each keyword, bytes.
+    lens: Vec<usize>,
 }
 
 impl Keywords {
@@ -144,12 +146,19 @@ impl Keywords {
             table,
             outputs,
             max_len: patterns.iter().map(|p| p.as_ref().len()).max().unwrap_or(0),
+            lens: patterns.iter().map(|p| p.as_ref().len()).collect(),
         }
     }
 
-    /// Calls `on` with every keyword that ends in `hay` (overlapping ones too; a keyword may be
-    /// reported more than once).
-    pub(crate) fn for_each(&self, hay: &[u8], on: &mut impl FnMut(u32)) {
+    /// The length of keyword `p`, bytes.
+    pub(crate) fn len(&self, p: u32) -> usize {
+        self.lens[p as usize]
+    }
+
+    /// Calls `on(keyword, end)` with every keyword that ends in `hay`, where `end` is the index
+    /// after its last byte (overlapping ones too; a keyword may be reported more than once, and
+    /// not in order).
+    pub(crate) fn for_each(&self, hay: &[u8], on: &mut impl FnMut(u32, usize)) {
         match &self.table {
             Table::Small(t) => self.walk(t, hay, on),
             Table::Large(t) => self.walk(t, hay, on),
@@ -157,75 +166,58 @@ impl Keywords {
     }
 
     #[inline(always)]
-    fn report(&self, s: usize, on: &mut impl FnMut(u32)) {
+    fn report(&self, s: usize, end: usize, on: &mut impl FnMut(u32, usize)) {
         if s & 1 != 0 {
             for &p in &self.outputs[s / self.stride] {
-                on(p);
+                on(p, end);
             }
         }
     }
 
     /// The walk is a chain of dependent loads, so its speed is the load latency, not the CPU's
-    /// width. A longer haystack is therefore walked as four parts at once (each part after the
-    /// first starts `max_len - 1` bytes early, so a keyword across a boundary is still seen
-    /// whole): independent chains, whose loads the CPU overlaps.
+    /// width. A haystack is therefore walked as four parts at once: independent chains, whose
+    /// loads the CPU overlaps. Each part after the first starts `max_len - 1` bytes before the
+    /// previous one ends, so a keyword across a boundary is still seen whole by one of them.
+    ///
+    /// The parts are of one length, the last ending where the haystack does, so the four walks
+    /// end together: with parts cut at quarters, the overlaps and the remainder were walked one
+    /// chain at a time after the four-way loop, a third of the steps of a typical line.
     #[inline(always)]
-    fn walk<T: Entry>(&self, t: &[T], hay: &[u8], on: &mut impl FnMut(u32)) {
+    fn walk<T: Entry>(&self, t: &[T], hay: &[u8], on: &mut impl FnMut(u32, usize)) {
         let cl = &self.classes;
         let step = |s: usize, b: u8| t[s + usize::from(cl[b as usize])].idx();
         let overlap = self.max_len.saturating_sub(1);
         let len = hay.len();
-        let mut s = 0usize;
-        let mut rest = hay;
-        if len >= 4 * (overlap + 16) {
-            let q = len / 4;
-            let (p0, p1, p2, p3) = (
-                &hay[..q],
-                &hay[q - overlap..2 * q],
-                &hay[2 * q - overlap..3 * q],
-                &hay[3 * q - overlap..],
-            );
-            let (mut s0, mut s1, mut s2, mut s3) = (0, 0, 0, 0);
-            for (((&a, &b), &c), &d) in p0.iter().zip(p1).zip(p2).zip(p3) {
-                s0 = step(s0, a);
-                s1 = step(s1, b);
-                s2 = step(s2, c);
-                s3 = step(s3, d);
-                if (s0 | s1 | s2 | s3) & 1 != 0 {
-                    self.report(s0, on);
-                    self.report(s1, on);
-                    self.report(s2, on);
-                    self.report(s3, on);
-                }
+        if len < 2 * overlap + 16 {
+            let mut s = 0usize;
+            for (i, &b) in hay.iter().enumerate() {
+                s = step(s, b);
+                self.report(s, i + 1, on);
             }
-            // p1 and p2 end where p0 does, less the overlap; p3 runs on.
-            let n = p0.len();
-            for (mut s, p) in [(s1, p1), (s2, p2)] {
-                for &b in &p[n..] {
-                    s = step(s, b);
-                    self.report(s, on);
-                }
-            }
-            s = s3;
-            rest = &p3[n..];
-        } else if len >= 2 * (overlap + 16) {
-            let mid = len / 2;
-            let (a, b) = (&hay[..mid], &hay[mid - overlap..]);
-            let (mut sa, mut sb) = (0, 0);
-            for (&x, &y) in a.iter().zip(b) {
-                sa = step(sa, x);
-                sb = step(sb, y);
-                if (sa | sb) & 1 != 0 {
-                    self.report(sa, on);
-                    self.report(sb, on);
-                }
-            }
-            s = sb;
-            rest = &b[a.len()..];
+            return;
         }
-        for &b in rest {
-            s = step(s, b);
-            self.report(s, on);
+        // Four parts of `part` bytes, each overlapping the next by `overlap` and covering
+        // `hay`: 4 * part - 3 * overlap >= len.
+        let part = (len + 3 * overlap).div_ceil(4);
+        let starts = [
+            0,
+            part - overlap,
+            (2 * (part - overlap)).min(len - part),
+            len - part,
+        ];
+        let [p0, p1, p2, p3] = starts.map(|s| &hay[s..s + part]);
+        let (mut s0, mut s1, mut s2, mut s3) = (0, 0, 0, 0);
+        for (i, (((&a, &b), &c), &d)) in p0.iter().zip(p1).zip(p2).zip(p3).enumerate() {
+            s0 = step(s0, a);
+            s1 = step(s1, b);
+            s2 = step(s2, c);
+            s3 = step(s3, d);
+            if (s0 | s1 | s2 | s3) & 1 != 0 {
+                self.report(s0, starts[0] + i + 1, on);
+                self.report(s1, starts[1] + i + 1, on);
+                self.report(s2, starts[2] + i + 1, on);
+                self.report(s3, starts[3] + i + 1, on);
+            }
         }
     }
 }
@@ -236,7 +228,10 @@ mod tests {
 
     fn found(k: &Keywords, hay: &str) -> Vec<u32> {
         let mut v = Vec::new();
-        k.for_each(hay.as_bytes(), &mut |p| v.push(p));
+        k.for_each(hay.as_bytes(), &mut |p, end| {
+            assert!(k.len(p) <= end && end <= hay.len());
+            v.push(p)
+        });
         v.sort_unstable();
         v.dedup();
         v
@@ -271,8 +266,18 @@ mod tests {
                     let mut hay = "x".repeat(len).into_bytes();
                     hay[at..at + p.len()].copy_from_slice(p.to_ascii_uppercase().as_bytes());
                     let mut v = Vec::new();
-                    k.for_each(&hay, &mut |p| v.push(p));
-                    assert!(v.contains(&(pi as u32)), "{p} at {at} of {len}");
+                    k.for_each(&hay, &mut |p, end| v.push((p, end)));
+                    assert!(
+                        v.contains(&(pi as u32, at + p.len())),
+                        "{p} at {at} of {len}"
+                    );
+                    for (q, end) in v {
+                        let kw = pats[q as usize].as_bytes();
+                        assert!(
+                            hay[end - kw.len()..end].eq_ignore_ascii_case(kw),
+                            "{q} {end}"
+                        );
+                    }
                 }
             }
         }

@@ -273,7 +273,7 @@ struct Finding {
 }
 
 /// Rules that fired for one haystack: a bitset (rules are capped at [`MAX_RULES`]).
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 struct Fired([u64; MAX_RULES / 64], bool);
 
 /// The most rules an engine can hold.
@@ -302,12 +302,25 @@ impl Fired {
 }
 
 /// Kinds and names of sensitive JSON keys / environment variable names.
+///
+/// Every key of a JSON line is looked up, and almost none is sensitive: each name carries the
+/// set of letters and digits it is made of ([`char_set`]), and a key that lacks one of them is
+/// passed over without a substring search.
 #[derive(Debug)]
 struct KeyKinds {
-    /// (normalised stem, kind) – a key containing the stem is sensitive.
-    contains: Vec<(String, KindId)>,
+    /// (normalised stem, its characters, kind) – a key containing the stem is sensitive.
+    contains: Vec<(String, u64, KindId)>,
     /// (normalised name, kind) – a key equal to the name is sensitive.
     exact: Vec<(String, KindId)>,
+}
+
+/// The set of ASCII letters (case folded) and digits in `s`, one bit each.
+fn char_set(s: &[u8]) -> u64 {
+    s.iter().fold(0, |m, &b| match b.to_ascii_lowercase() {
+        c @ b'a'..=b'z' => m | 1 << (c - b'a'),
+        c @ b'0'..=b'9' => m | 1 << (26 + c - b'0'),
+        _ => m,
+    })
 }
 
 /// The redaction engine. Build once, share (`&Engine` is `Send + Sync`), use from many threads.
@@ -327,6 +340,8 @@ pub struct Engine {
     allow_patterns: Vec<Regex>,
     keys: KeyKinds,
     private_key_kind: KindId,
+    /// Unique in the process: names this engine in per-thread memos (see `json`).
+    id: u64,
 }
 
 /// Builds an [`Engine`]: built-in rules, plus rules files, with a fingerprint key.
@@ -574,10 +589,11 @@ impl EngineBuilder {
             ("dsn", "secret"),
             ("connectionstring", "secret"),
         ] {
-            contains.push((stem.to_string(), kind_id(kind)));
+            contains.push((stem.to_string(), char_set(stem.as_bytes()), kind_id(kind)));
         }
         for k in &extra_keys {
-            contains.push((normalise_key(k.as_bytes()), kind_id("secret")));
+            let n = normalise_key(k.as_bytes());
+            contains.push((n.clone(), char_set(n.as_bytes()), kind_id("secret")));
         }
         let mut exact = Vec::new();
         for (name, kind) in [
@@ -608,6 +624,10 @@ impl EngineBuilder {
             allow_patterns,
             keys: KeyKinds { contains, exact },
             private_key_kind,
+            id: {
+                static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+                NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            },
         })
     }
 }
@@ -631,6 +651,22 @@ fn normalise_key(k: &[u8]) -> String {
         .filter(|b| b.is_ascii_alphanumeric())
         .map(|b| b.to_ascii_lowercase() as char)
         .collect()
+}
+
+/// [`normalise_key`] into `buf` when it fits (keys are short), else into `long`.
+fn normalise_key_into<'b>(k: &[u8], buf: &'b mut [u8; 64], long: &'b mut Vec<u8>) -> &'b [u8] {
+    let mut n = 0;
+    for &b in k {
+        if b.is_ascii_alphanumeric() {
+            if n == buf.len() {
+                *long = normalise_key(k).into_bytes();
+                return long;
+            }
+            buf[n] = b.to_ascii_lowercase();
+            n += 1;
+        }
+    }
+    &buf[..n]
 }
 
 impl Engine {
@@ -700,7 +736,7 @@ impl Engine {
     /// Every keyword occurrence in `hay` (overlapping ones too) sets its rules in `f`.
     fn scan_keywords(&self, hay: &[u8], f: &mut Fired) {
         let Some(kw) = &self.kw else { return };
-        kw.for_each(hay, &mut |p| {
+        kw.for_each(hay, &mut |p, _| {
             let rules = &self.kw_rules[p as usize];
             // A keyword without rules is the name of a sensitive JSON key: the JSON path must
             // look at the line.
@@ -714,6 +750,12 @@ impl Engine {
     fn fired(&self, hay: &[u8], st: &Stats) -> Fired {
         let mut f = Fired::default();
         self.scan_keywords(hay, &mut f);
+        self.add_gated(&mut f, st);
+        f
+    }
+
+    /// Adds the rules the byte pass opens (digit shapes, `@`) and those that always run.
+    fn add_gated(&self, f: &mut Fired, st: &Stats) {
         for (shape, rules) in self.digit_rules.iter().enumerate() {
             if st.shapes & (1 << shape) != 0 {
                 for (a, b) in f.0.iter_mut().zip(rules.0.iter()) {
@@ -728,6 +770,32 @@ impl Engine {
         }
         for (a, b) in f.0.iter_mut().zip(self.always_rules.0.iter()) {
             *a |= b;
+        }
+    }
+
+    /// Every keyword occurrence in `hay`, as (index after its end, keyword).
+    fn keyword_hits(&self, hay: &[u8]) -> Vec<(usize, u32)> {
+        let mut v = Vec::new();
+        if let Some(kw) = &self.kw {
+            kw.for_each(hay, &mut |p, end| v.push((end, p)));
+        }
+        v
+    }
+
+    /// The rules that the keywords among `hits` (see [`Engine::keyword_hits`]) that lie in
+    /// `s..e` open; the byte pass's rules are for the caller to add.
+    fn fired_in(&self, hits: &[(usize, u32)], s: usize, e: usize) -> Fired {
+        let mut f = Fired::default();
+        if let Some(kw) = &self.kw {
+            for &(end, p) in hits {
+                if end <= e && end >= s + kw.len(p) {
+                    let rules = &self.kw_rules[p as usize];
+                    f.1 |= rules.is_empty();
+                    for &r in rules {
+                        f.set(r);
+                    }
+                }
+            }
         }
         f
     }
@@ -934,22 +1002,25 @@ impl Engine {
 
     /// Is this (JSON key / variable) name sensitive? Returns the kind its values get.
     pub(crate) fn sensitive_key(&self, name: &[u8]) -> Option<KindId> {
-        let n = normalise_key(name);
+        let (mut buf, mut long) = ([0u8; 64], Vec::new());
+        let n = normalise_key_into(name, &mut buf, &mut long);
         if n.is_empty() {
             return None;
         }
-        let kind = self
-            .keys
-            .exact
-            .iter()
-            .find(|(e, _)| *e == n)
-            .or_else(|| {
+        let chars = char_set(n);
+        let kind = match self.keys.exact.iter().find(|(e, _)| e.as_bytes() == n) {
+            Some((_, k)) => *k,
+            None => {
                 self.keys
                     .contains
                     .iter()
-                    .find(|(c, _)| n.contains(c.as_str()))
-            })
-            .map(|(_, k)| *k)?;
+                    .find(|(c, set, _)| {
+                        chars & set == *set
+                            && (c.is_empty() || n.windows(c.len()).any(|w| w == c.as_bytes()))
+                    })?
+                    .2
+            }
+        };
         // Only a name that looks sensitive is checked for being a setting (`token_ttl`): most
         // keys (`ts`, `level`, `msg`) never get here, and this check is the costlier one.
         (!validate::is_harmless_key(name)).then_some(kind)
@@ -964,9 +1035,22 @@ impl Engine {
         line: &'a [u8],
     ) -> (Redaction<'a>, Option<Box<blake3::Hasher>>) {
         let st = stats(line);
-        let fired = self.fired(line, &st);
+        let json = looks_like_json(line);
+        // A JSON line keeps where its keywords are, for the JSON path (see `json`).
+        let hits = if json {
+            self.keyword_hits(line)
+        } else {
+            Vec::new()
+        };
+        let fired = if json {
+            let mut f = self.fired_in(&hits, 0, line.len());
+            self.add_gated(&mut f, &st);
+            f
+        } else {
+            self.fired(line, &st)
+        };
         // JSON escapes can hide keywords (`ghp\u005f…`, `https:\/\/`): such lines are decoded.
-        let escaped_json = || memchr::memchr(b'\\', line).is_some() && looks_like_json(line);
+        let escaped_json = || json && memchr::memchr(b'\\', line).is_some();
         if fired.is_empty() && !st.ctrl && !escaped_json() {
             if let Ok(s) = std::str::from_utf8(line) {
                 if !st.high || !escape::str_needs_escape(s) {
@@ -983,8 +1067,9 @@ impl Engine {
         }
         // Lines with raw controls are tried as JSON too: a document whose only controls are
         // CR/LF between tokens must come out as valid JSON, not with `\r` escapes.
-        if looks_like_json(line) || st.ctrl {
-            if let Some(r) = json::redact(self, line) {
+        if json || st.ctrl {
+            let hits = if json { hits } else { self.keyword_hits(line) };
+            if let Some(r) = json::redact(self, line, &st, hits) {
                 return (r, None);
             }
         }

@@ -393,6 +393,70 @@ fn prechecks_change_no_output() {
 }
 
 #[test]
+fn json_key_memo_changes_nothing() {
+    // The JSON path remembers keys per thread and engine: the second time a line is seen, and
+    // under an engine that names other keys sensitive, the output is what it was the first time.
+    let e = engine();
+    let lines = [
+        r#"{"prompt_tokens":12,"token_ttl":60,"password":"hunter2hunter2","x-sig":"abc123XYZ"}"#,
+        r#"{"ghp_0123456789abcdefghijklmnopqrstuvwxyz":1,"user":"bob"}"#,
+        r#"{"nested":{"secret_name":"db","auth":{"user":"u","pass":"p4ssw0rd!x"}}}"#,
+    ];
+    let first: Vec<String> = lines.iter().map(|l| red(&e, l)).collect();
+    assert!(
+        first[1].starts_with(r#"{"[REDACTED:github-"#),
+        "{}",
+        first[1]
+    );
+    for _ in 0..3 {
+        let again: Vec<String> = lines.iter().map(|l| red(&e, l)).collect();
+        assert_eq!(again, first);
+    }
+    let profile = profile::parse("t.yaml", "kind: redact-rules\njson_keys: [x-sig]\n").unwrap();
+    let with_sig = Engine::builder()
+        .key(FingerprintKey::derive(b"unit-test key"))
+        .rules_file(profile)
+        .build()
+        .unwrap();
+    let out = red(&with_sig, lines[0]);
+    assert!(!out.contains("abc123XYZ"), "{out}");
+    assert!(first[0].contains("abc123XYZ"), "{}", first[0]);
+    assert_eq!(red(&e, lines[0]), first[0]);
+}
+
+mod json_props {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(3_000))]
+        /// The JSON path takes a string's rules from the line's prefilter passes; a debug assertion
+        /// there compares them with the string's own passes. Strings here are made of keywords and
+        /// of the digit shapes, separators and `@` the byte pass looks for.
+        #[test]
+        fn json_strings_open_the_rules_they_would_alone(
+            parts in prop::collection::vec(prop::collection::vec(prop::sample::select(vec![
+                "555", "123", "4567", "45", "6789", "4111", "1111", "+44", "+0", "0", "9",
+                " ", "-", ".", "/", ":", "=", "@", "a@b.co", "x", "token", "Password", "ghp_", "://",
+                "sid=", "\\n", "\\u0040", "é",
+            ]), 0..12).prop_map(|v| v.concat()), 1..5)
+        ) {
+            static E: std::sync::LazyLock<Engine> = std::sync::LazyLock::new(engine);
+            let e = &*E;
+            let line = format!(
+                "{{\"{}\":\"{}\",\"v\":[\"{}\",12, \"{}\"]}}",
+                parts[0],
+                parts.get(1).map_or("", String::as_str),
+                parts.get(2).map_or("", String::as_str),
+                parts.get(3).map_or("", String::as_str),
+            );
+            let out = e.redact_line(line.as_bytes());
+            serde_json::from_str::<serde_json::Value>(&out.text).unwrap();
+        }
+    }
+}
+
+#[test]
 fn every_builtin_rule_compiles_with_its_group() {
     // The engine compiles built-in patterns on first use; this is where they are checked.
     for s in crate::rules::BUILTIN {
