@@ -272,25 +272,62 @@ impl fmt::Display for FieldExpr {
     }
 }
 
+/// Where an expression is printed: decides whether it needs parentheses.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Parent {
+    Top,
+    And,
+    Or,
+    Not,
+}
+
 impl fmt::Display for Expr {
+    /// Prints with the fewest parentheses that keep the tree: `and` binds tighter than `or`,
+    /// `not` tighter than both. Every parenthesis printed stands where the source needed one
+    /// too, so printed text never nests deeper than the text it was parsed from (the parser
+    /// bounds nesting; a printer that added levels made long conditions fail to parse back).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.write_in(f, Parent::Top)
+    }
+}
+
+impl Expr {
+    fn write_in(&self, f: &mut fmt::Formatter<'_>, parent: Parent) -> fmt::Result {
+        let parens = match (self, parent) {
+            (Expr::And(_), Parent::Top | Parent::Or) | (Expr::Or(_), Parent::Top) => false,
+            (Expr::And(_) | Expr::Or(_), _) => true,
+            _ => false,
+        };
+        if parens {
+            f.write_str("(")?;
+        }
+        self.write_bare(f)?;
+        if parens {
+            f.write_str(")")?;
+        }
+        Ok(())
+    }
+
+    fn write_bare(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Expr::And(v) | Expr::Or(v) => {
-                let sep = if matches!(self, Expr::And(_)) {
-                    " and "
+                let (sep, me) = if matches!(self, Expr::And(_)) {
+                    (" and ", Parent::And)
                 } else {
-                    " or "
+                    (" or ", Parent::Or)
                 };
-                f.write_str("(")?;
                 for (i, e) in v.iter().enumerate() {
                     if i > 0 {
                         f.write_str(sep)?;
                     }
-                    write!(f, "{e}")?;
+                    e.write_in(f, me)?;
                 }
-                f.write_str(")")
+                Ok(())
             }
-            Expr::Not(e) => write!(f, "not ({e})"),
+            Expr::Not(e) => {
+                f.write_str("not ")?;
+                e.write_in(f, Parent::Not)
+            }
             Expr::Macro(m, _) => f.write_str(m),
             Expr::Check(c) => {
                 write!(f, "{} {}", c.lhs, c.op.as_str())?;

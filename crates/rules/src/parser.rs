@@ -531,6 +531,41 @@ mod tests {
     }
 
     #[test]
+    fn printed_conditions_never_nest_deeper_than_their_source() {
+        // Found by the fuzzer: `not (...)` around every level doubled the nesting, and a
+        // condition near the depth limit did not parse back.
+        let nots = format!("{}fd.num = 1", "not ".repeat(MAX_DEPTH - 1));
+        // `or` of `and` inside parentheses, down to the limit: printed parentheses stand only
+        // where the source has them.
+        let mut deep = "fd.num = 1".to_string();
+        for i in 0..MAX_DEPTH - 1 {
+            deep = format!("(proc.pid = {i} or proc.ppid = {i} and {deep})");
+        }
+        for src in [nots, deep] {
+            let e = p(&src);
+            let printed = e.to_string();
+            assert_eq!(p(&printed), e, "{printed}");
+        }
+        for (src, printed) in [
+            (
+                "not (fd.num = 1 and fd.num = 2)",
+                "not (fd.num = 1 and fd.num = 2)",
+            ),
+            (
+                "fd.num = 1 or fd.num = 2 and not fd.num = 3",
+                "fd.num = 1 or fd.num = 2 and not fd.num = 3",
+            ),
+            (
+                "(fd.num = 1 or fd.num = 2) and fd.num = 3",
+                "(fd.num = 1 or fd.num = 2) and fd.num = 3",
+            ),
+            ("((fd.num = 1))", "fd.num = 1"),
+        ] {
+            assert_eq!(p(src).to_string(), printed);
+        }
+    }
+
+    #[test]
     fn printer_round_trip() {
         for s in [
             "a and (b or c) and not d",
