@@ -77,7 +77,7 @@ docker exec -d "$POD-agent" nc 127.0.0.1 15001 -e /bin/sh
 step "The response: the profile maps CRITICAL to recycle (freeze -> capture from the host -> seal -> kill -> recreate)"
 OLD_ID=$(docker inspect -f '{{.Id}}' "$POD-agent")
 for _ in $(seq 1 300); do grep -q '"type":"response"' "$DEMO/events.jsonl" 2>/dev/null && break; sleep 0.1; done
-grep '"type":"response"' "$DEMO/events.jsonl" | head -1 | python3 -c '
+grep -m1 '"type":"response"' "$DEMO/events.jsonl" | python3 -c '
 import json,sys
 r=json.loads(sys.stdin.read())
 print("response %s for alert %s on container %s" % (r["action"], r["alert_id"][:12], r["container_id"][:12]))
@@ -93,9 +93,9 @@ for s in r["steps"]:
 '
 NEW_ID=$(docker inspect -f '{{.Id}}' "$POD-agent" 2>/dev/null || true)
 echo "container $POD-agent: ${OLD_ID:0:12} -> ${NEW_ID:0:12} (same name, same image digest, fresh writable layer)"
-EVID=$(grep '"type":"response"' "$DEMO/events.jsonl" | head -1 | python3 -c 'import json,sys; print(json.loads(sys.stdin.read()).get("evidence_id",""))')
+EVID=$(grep -m1 '"type":"response"' "$DEMO/events.jsonl" | python3 -c 'import json,sys; print(json.loads(sys.stdin.read()).get("evidence_id",""))')
 if [ -n "$EVID" ]; then
-  run "$BIN/brainboxctl" evidence show "$EVID" --store "$DEMO/evidence" | head -25
+  run "$BIN/brainboxctl" evidence show "$EVID" --store "$DEMO/evidence"
   run "$BIN/brainboxctl" evidence verify "$EVID" --store "$DEMO/evidence" --audit "$DEMO/audit.log"
   run "$BIN/brainboxctl" audit verify "$DEMO/audit.log"
 fi
@@ -109,8 +109,8 @@ sleep 0.5
 step "What the node agent reported: events and alerts (brainboxctl events)"
 run "$BIN/brainboxctl" events "$DEMO/events.jsonl"
 printf '\n%sOne event and one alert as JSON:%s\n' "$B" "$N"
-grep '"/etc/hostname"' "$DEMO/events.jsonl" | head -1
-grep '"type":"alert"' "$DEMO/events.jsonl" | grep 'Redirect STDOUT' | head -1
+grep -m1 '"/etc/hostname"' "$DEMO/events.jsonl"
+grep '"type":"alert"' "$DEMO/events.jsonl" | grep -m1 'Redirect STDOUT'
 printf '\n%sCounters (alerts by rule; kernel events and drops, which are exported, never hidden):%s\n' "$B" "$N"
 curl -s http://127.0.0.1:19464/metrics | grep -E '^brainbox_(sensor_kernel|watched|alerts)' | grep -v ' 0$' || true
 

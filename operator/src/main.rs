@@ -98,6 +98,9 @@ struct InjectArgs {
 }
 
 fn main() {
+    // `brainboxctl events | head` should stop quietly when `head` has read enough, like any
+    // Unix tool, instead of panicking on the broken pipe (Rust ignores SIGPIPE by default).
+    sigpipe::reset();
     let cli = Cli::parse();
     let code = match cli.command {
         Command::Inject(args) => run_inject(args),

@@ -590,3 +590,34 @@ fn identity_revoke_refuses_what_nodes_would_drop() {
         assert!(stderr(&o).contains(needle), "{args:?}: {}", stderr(&o));
     }
 }
+
+/// `brainboxctl events FILE | head -1`: the reader goes away early; the CLI stops quietly by
+/// SIGPIPE, as Unix tools do, instead of panicking about a broken pipe.
+#[test]
+fn a_closed_pipe_stops_the_cli_quietly() {
+    use std::io::Read;
+    use std::os::unix::process::ExitStatusExt;
+    let dir = tempfile::tempdir().unwrap();
+    let events = dir.path().join("events.jsonl");
+    let line = r#"{"type":"exec","time":"2026-11-26T01:00:00.000Z","container":{"name":"c","profile":"p"},"process":{"pid":1,"uid":0,"argv":["x"]}}"#;
+    fs::write(&events, format!("{line}\n").repeat(50_000)).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_brainboxctl"))
+        .arg("events")
+        .arg(&events)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 64];
+    child.stdout.take().unwrap().read_exact(&mut first).unwrap();
+    // The read end is dropped here: the CLI's next writes hit a closed pipe.
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.signal(),
+        Some(13),
+        "{:?} {}",
+        out.status,
+        stderr(&out)
+    );
+    assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
+}
