@@ -666,6 +666,10 @@ impl Drop for ZoneLab {
         self.agent = None;
         // Unpinning the links and maps frees them (the containers' cgroups are gone already).
         let _ = std::fs::remove_dir_all(&self.pin_dir);
+        // The shared parent goes with the last lab (removing a non-empty folder fails).
+        if let Some(parent) = self.pin_dir.parent() {
+            let _ = std::fs::remove_dir(parent);
+        }
     }
 }
 
