@@ -67,7 +67,7 @@ pub async fn run(cfg: AgentConfig) -> Result<(), RunError> {
     let detector = if cfg.rules.enabled {
         let d = Detector::load(&cfg.rules.files)
             .map_err(|e| RunError::Config(format!("rules: {e}")))?;
-        d.start_dns();
+        d.start_dns(Duration::from_secs(cfg.rules.dns_refresh_secs));
         let r = d.rules();
         tracing::info!(
             rules = r.rules.len(),

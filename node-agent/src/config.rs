@@ -87,6 +87,9 @@ pub struct RulesConfig {
     pub enabled: bool,
     /// Falco rule files, loaded in order: upstream first, then overrides.
     pub files: Vec<PathBuf>,
+    /// How often the host names rules compare `fd.sip.name`/`fd.cip.name` with are resolved
+    /// again, seconds; 0 never resolves them (those checks then never match).
+    pub dns_refresh_secs: u64,
 }
 
 impl Default for RulesConfig {
@@ -97,6 +100,7 @@ impl Default for RulesConfig {
                 PathBuf::from("rules/falco/falco_rules.yaml"),
                 PathBuf::from("profiles/rules/brainbox-overrides.yaml"),
             ],
+            dns_refresh_secs: 30,
         }
     }
 }

@@ -629,11 +629,21 @@ impl Detector {
         })
     }
 
-    /// Starts resolving the host names the rules compare `fd.sip.name`/`fd.cip.name` with
-    /// (every 30 s; a name that stops resolving keeps its addresses for an hour).
-    pub fn start_dns(&self) {
-        self.dns
-            .start(Duration::from_secs(30), Duration::from_secs(3600));
+    /// Starts resolving the host names the rules compare `fd.sip.name`/`fd.cip.name` with,
+    /// every `refresh` (a name that stops resolving keeps its addresses for an hour); a zero
+    /// `refresh` resolves nothing.
+    pub fn start_dns(&self, refresh: Duration) {
+        if refresh.is_zero() {
+            if !self.dns.names().is_empty() {
+                tracing::warn!(
+                    names = self.dns.names().len(),
+                    "rules.dns_refresh_secs = 0: host names in rules are not resolved; \
+                     fd.sip.name/fd.cip.name checks never match"
+                );
+            }
+            return;
+        }
+        self.dns.start(refresh, Duration::from_secs(3600));
     }
 
     /// The host names the rules compare `fd.sip.name`/`fd.cip.name` with.
