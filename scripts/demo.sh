@@ -33,12 +33,13 @@ trap cleanup EXIT
 
 step "Starting the node agent (eBPF sensor + Docker attribution + the upstream Falco rules)"
 # Its alerts go to a private nats-server -js on a free loopback port (the operator's view below).
+# The demo talks to loopback and its own containers only: no DNS lookups of the names in rules.
 NATS_PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
 nats-server -js -a 127.0.0.1 -p "$NATS_PORT" -sd "$DEMO/nats" >"$DEMO/nats.log" 2>&1 &
 NATS_PID=$!
 export DEMO_NATS_URL="nats://127.0.0.1:$NATS_PORT"
 BRAINBOX_ALERTS__NATS_URL="$DEMO_NATS_URL" BRAINBOX_ALERTS__SPOOL_DIR="$DEMO/spool" \
-BRAINBOX_ALERTS__COALESCE_SECS=2 BRAINBOX_NODE_NAME=demo-node \
+BRAINBOX_ALERTS__COALESCE_SECS=2 BRAINBOX_NODE_NAME=demo-node BRAINBOX_RULES__DNS_REFRESH_SECS=0 \
 BRAINBOX_EVENTS__OUTPUT="$DEMO/events.jsonl" BRAINBOX_METRICS__LISTEN=127.0.0.1:19464 \
 BRAINBOX_RESPONSE__EVIDENCE_DIR="$DEMO/evidence" BRAINBOX_RESPONSE__AUDIT_LOG="$DEMO/audit.log" \
 BRAINBOX_ZONES__PIN_DIR=/sys/fs/bpf/brainbox-demo \
@@ -101,7 +102,7 @@ if [ -n "$EVID" ]; then
 fi
 
 step "An unwatched container (no brainbox.io/profile label) does the same: the kernel filters it out"
-docker run -d --rm --name demo-unwatched --label brainbox.io/lab brainbox-lab/busybox:$(docker images --format '{{.Tag}}' brainbox-lab/busybox | head -1) sleep 60 >/dev/null
+docker run -d --rm --name demo-unwatched --label brainbox.io/lab brainbox-lab/busybox:$(docker images --format '{{.Tag}}' brainbox-lab/busybox | sed -n 1p) sleep 60 >/dev/null
 run docker exec demo-unwatched cat /etc/hostname
 docker rm -f demo-unwatched >/dev/null
 sleep 0.5

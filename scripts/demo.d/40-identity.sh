@@ -4,7 +4,7 @@
 set -euo pipefail
 B=$'\033[1m'; G=$'\033[1;32m'; R=$'\033[1;31m'; C=$'\033[1;36m'; N=$'\033[0m'
 SOCK_DIR=/run/brainbox/identity
-IMG=$(docker images --format '{{.Repository}}:{{.Tag}}' brainbox-lab/sidecar | head -1)
+IMG=$(docker images --format '{{.Repository}}:{{.Tag}}' brainbox-lab/sidecar | sed -n 1p)
 [ -S "$SOCK_DIR/agent.sock" ] || { echo "no Workload API socket (identity disabled?)"; exit 0; }
 POD=demo-id
 cleanup() { docker rm -f "$POD-sidecar" demo-id-stranger >/dev/null 2>&1 || true; }

@@ -9,7 +9,7 @@ set -euo pipefail
 : "${BIN:?}"
 B=$'\033[1m'; N=$'\033[0m'
 DIR=$(mktemp -d)
-IMG=$(docker images --format '{{.Repository}}:{{.Tag}}' brainbox-lab/busybox | head -1)
+IMG=$(docker images --format '{{.Repository}}:{{.Tag}}' brainbox-lab/busybox | sed -n 1p)
 cleanup() {
   [ -n "${APID:-}" ] && kill "$APID" 2>/dev/null && { wait "$APID" 2>/dev/null || true; }
   docker rm -f demo-blind >/dev/null 2>&1 || true
@@ -19,6 +19,7 @@ trap cleanup EXIT
 BRAINBOX_EVENTS__OUTPUT="$DIR/events.jsonl" BRAINBOX_METRICS__LISTEN=127.0.0.1:0 \
 BRAINBOX_SENSOR__RING_BUFFER_BYTES=4096 BRAINBOX_SENSOR__STATS_INTERVAL_SECS=1 \
 BRAINBOX_SENSOR__DROP_ALERT_SECS=3 BRAINBOX_ALERTS__ENABLED=false BRAINBOX_ZONES__ENABLED=false \
+BRAINBOX_RULES__DNS_REFRESH_SECS=0 \
 BRAINBOX_IDENTITY__SOCKET="$DIR/agent.sock" BRAINBOX_RESPONSE__EVIDENCE_DIR="$DIR/evidence" \
 BRAINBOX_RESPONSE__AUDIT_LOG="$DIR/audit.log" BRAINBOX_PROFILES_DIR="$ROOT/profiles" \
   "$BIN/brainbox-node-agent" run 2>"$DIR/agent.log" &

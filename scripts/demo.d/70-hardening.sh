@@ -5,13 +5,16 @@ set -euo pipefail
 probe_src="$ROOT/tests/probe/syscall-probe.c"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-img=$(docker images brainbox-lab/busybox --format '{{.Repository}}:{{.Tag}}' | head -1)
+img=$(docker images brainbox-lab/busybox --format '{{.Repository}}:{{.Tag}}' | sed -n 1p)
 if command -v musl-gcc >/dev/null && [ -n "$img" ]; then
   musl-gcc -static -O2 -o "$tmp/probe" "$probe_src"
   echo "Inside a brainbox container (root, with CAP_SYS_ADMIN and friends, seccomp/brainbox-workload.json):"
-  docker run --rm --label brainbox.io/lab --cap-add SYS_ADMIN --cap-add SYS_PTRACE --cap-add SYS_MODULE \
+  # Whole output first, then the first lines: `docker run | head` fails under pipefail when
+  # head exits before docker has written everything (docker sees a broken pipe).
+  out=$(docker run --rm --label brainbox.io/lab --cap-add SYS_ADMIN --cap-add SYS_PTRACE --cap-add SYS_MODULE \
     --user 0:0 --security-opt "seccomp=$ROOT/seccomp/brainbox-workload.json" \
-    -v "$tmp/probe:/probe:ro" "$img" /probe | head -12 | sed 's/^/  /'
+    -v "$tmp/probe:/probe:ro" "$img" /probe)
+  sed -n '1,12s/^/  /p' <<<"$out"
   echo "  ... every refused call: EPERM (the filter answers before the kernel looks at anything)"
 fi
 echo
