@@ -23,7 +23,7 @@ fn render_fields(line: &str) -> Option<String> {
             v["priority"].as_str().unwrap_or("?").to_uppercase(),
             v["rule"].as_str().unwrap_or("?"),
             c["name"].as_str().unwrap_or("host"),
-            sanitize(v["output"].as_str().unwrap_or(""))
+            v["output"].as_str().unwrap_or("")
         ));
     }
     match kind {
@@ -38,9 +38,8 @@ fn render_fields(line: &str) -> Option<String> {
                 o.remove("time");
             }
             return Some(format!(
-                "{clock}  {:<6} {}",
-                sanitize(kind),
-                sanitize(&clip(&rest.to_string(), 200))
+                "{clock}  {kind:<6} {}",
+                clip(&rest.to_string(), 200)
             ));
         }
     }
@@ -77,7 +76,7 @@ fn render_fields(line: &str) -> Option<String> {
     ))
 }
 
-/// `RESP` line: the action, the container, each step with its outcome and time, the evidence.
+/// `RESP` line (sanitized by [`render`], like every line): the action, the container, each step with its outcome and time, the evidence.
 fn render_response(clock: &str, v: &Value) -> String {
     let short = |k: &str| -> String { v[k].as_str().unwrap_or("").chars().take(12).collect() };
     let steps: Vec<String> = v["steps"]
@@ -108,13 +107,13 @@ fn render_response(clock: &str, v: &Value) -> String {
     if v["new_container_id"].is_string() {
         line.push_str(&format!("  new={}", short("new_container_id")));
     }
-    sanitize(&line)
+    line
 }
 
 /// `DENY` line: who tried to reach what, and the rule that said no.
 fn render_deny(clock: &str, v: &Value) -> String {
     let d = &v["destination"];
-    sanitize(&format!(
+    format!(
         "{clock}  DENY   {} [{}] -> {}:{} {} ({}: {})",
         v["container"]["name"].as_str().unwrap_or("?"),
         v["process"]["comm"].as_str().unwrap_or("?"),
@@ -123,7 +122,7 @@ fn render_deny(clock: &str, v: &Value) -> String {
         v["proto"].as_str().unwrap_or("?"),
         v["reason"].as_str().unwrap_or("?"),
         v["rule"].as_str().unwrap_or("?"),
-    ))
+    )
 }
 
 /// At most `max` characters, `…` when cut.
