@@ -646,11 +646,6 @@ impl Detector {
         self.dns.start(refresh, Duration::from_secs(3600));
     }
 
-    /// The host names the rules compare `fd.sip.name`/`fd.cip.name` with.
-    pub fn dns(&self) -> &Arc<DnsNames> {
-        &self.dns
-    }
-
     /// The compiled rule set.
     pub fn rules(&self) -> &RuleSet {
         &self.rules

@@ -421,11 +421,21 @@ pub struct DropReport {
     pub by_cgroup: Vec<(u64, u64)>,
 }
 
-impl DropReport {
-    /// All dropped events.
-    pub fn total(&self) -> u64 {
-        self.by_kind.iter().map(|(_, n)| n).sum()
-    }
+/// What grew since `last` among the counters `now`, which then become `last` (a key the
+/// kernel's LRU map forgot is forgotten here too, so this stays as small as the map).
+fn increments<K: Copy + Eq + std::hash::Hash>(
+    last: &mut HashMap<K, u64>,
+    now: Vec<(K, u64)>,
+) -> Vec<(K, u64)> {
+    let grew = now
+        .iter()
+        .filter_map(|&(k, n)| {
+            let prev = last.get(&k).copied().unwrap_or(0);
+            (n > prev).then(|| (k, n - prev))
+        })
+        .collect();
+    *last = now.into_iter().collect();
+    grew
 }
 
 /// Logs a warning whenever the kernel drops events, so a full ring buffer is loud in the logs
@@ -440,31 +450,33 @@ async fn warn_on_drops(
     let mut tick = tokio::time::interval(interval);
     loop {
         tick.tick().await;
-        let mut report = DropReport::default();
-        let now_cg = stats.drops_by_cgroup();
-        for &(cg, total) in &now_cg {
-            let prev = last_cg.insert(cg, total).unwrap_or(0);
-            if total > prev {
-                report.by_cgroup.push((cg, total - prev));
-            }
-        }
-        // What the LRU map forgot is forgotten here too: this stays as small as the map.
-        last_cg.retain(|cg, _| now_cg.iter().any(|(c, _)| c == cg));
-        // Per series, as exported: exec, fork, exit and each syscall.
-        for (kind, total) in stats.series(Stat::Dropped) {
-            let prev = last.insert(kind, total).unwrap_or(0);
-            if total > prev {
-                tracing::warn!(
-                    kind,
-                    dropped = total - prev,
-                    "sensor dropped events: ring buffer full"
-                );
-                report.by_kind.push((kind, total - prev));
-            }
+        // Per series, as exported (exec, fork, exit and each syscall), and per cgroup.
+        let report = DropReport {
+            by_kind: increments(&mut last, stats.series(Stat::Dropped)),
+            by_cgroup: increments(&mut last_cg, stats.drops_by_cgroup()),
+        };
+        for (kind, n) in &report.by_kind {
+            tracing::warn!(kind, dropped = n, "sensor dropped events: ring buffer full");
         }
         if let (Some(tx), false) = (&reports, report.by_kind.is_empty()) {
             // Never blocks the counters: a full channel means reports are already waiting.
             let _ = tx.try_send(report);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn increments_report_growth_and_forget_what_the_map_forgot() {
+        let mut last = HashMap::new();
+        assert_eq!(increments(&mut last, vec![(1u64, 5), (2, 0)]), vec![(1, 5)]);
+        assert_eq!(increments(&mut last, vec![(1, 5), (2, 3)]), vec![(2, 3)]);
+        // Cgroup 1 left the LRU map: it is forgotten, and counts from zero if it comes back.
+        assert_eq!(increments(&mut last, vec![(2, 3)]), vec![]);
+        assert!(!last.contains_key(&1));
+        assert_eq!(increments(&mut last, vec![(1, 2), (2, 4)]), vec![(1, 2), (2, 1)]);
     }
 }
