@@ -477,6 +477,9 @@ mod tests {
         // Cgroup 1 left the LRU map: it is forgotten, and counts from zero if it comes back.
         assert_eq!(increments(&mut last, vec![(2, 3)]), vec![]);
         assert!(!last.contains_key(&1));
-        assert_eq!(increments(&mut last, vec![(1, 2), (2, 4)]), vec![(1, 2), (2, 1)]);
+        assert_eq!(
+            increments(&mut last, vec![(1, 2), (2, 4)]),
+            vec![(1, 2), (2, 1)]
+        );
     }
 }
