@@ -13,8 +13,8 @@
 //! key, and the count of what happened is kept. The node's own event output still has every
 //! alert; only what is sent to the operator is folded.
 //!
-//! Memory is bounded: past `max_keys` open windows, alerts pass through unfolded (counted),
-//! never dropped.
+//! Memory is bounded: past `max_keys` open windows, alerts pass through unfolded, never
+//! dropped (`Coalescer::overflowed` counts them; it is not exported as a metric).
 
 use crate::schema::Alert;
 use std::{
