@@ -2,7 +2,8 @@
 //! against detect-secrets, on the same generated corpus, in one run.
 //!
 //! `cargo run --release -p brainbox-redact --example bench -- [--out bench/results/redact.json]
-//!  [--mib 64] [--detect-secrets /opt/brainbox/venv-bench/bin/detect-secrets] [--ds-mib 2]`
+//!  [--mib 64] [--detect-secrets /opt/brainbox/venv-bench/bin/detect-secrets] [--ds-mib 2]
+//!  [--hs target/hs_ref]`
 
 use brainbox_redact::{corpus, rules, Engine, FingerprintKey};
 use std::{
@@ -18,6 +19,8 @@ struct Args {
     ds: PathBuf,
     ds_mib: usize,
     rg: PathBuf,
+    /// The Hyperscan reference (`bench/redact/hs_ref.c`, built by `run.sh`).
+    hs: Option<PathBuf>,
 }
 
 fn args() -> Args {
@@ -27,6 +30,7 @@ fn args() -> Args {
         ds: "/opt/brainbox/venv-bench/bin/detect-secrets".into(),
         ds_mib: 2,
         rg: "rg".into(),
+        hs: None,
     };
     let v: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -37,6 +41,7 @@ fn args() -> Args {
             "--detect-secrets" => a.ds = v[i + 1].clone().into(),
             "--ds-mib" => a.ds_mib = v[i + 1].parse().expect("--ds-mib N"),
             "--rg" => a.rg = v[i + 1].clone().into(),
+            "--hs" => a.hs = Some(v[i + 1].clone().into()),
             o => panic!("unknown argument {o}"),
         }
         i += 2;
@@ -101,10 +106,14 @@ fn ours(e: &Engine, data: &[u8]) -> (f64, usize) {
         loop {
             changed = 0;
             let mut lr = brainbox_redact::LineRedactor::new(e);
-            for line in data.split(|b| *b == b'\n') {
-                let r = lr.redact(line);
+            // Lines found with memchr, as the sidecar's line reader does.
+            let mut at = 0;
+            while at < data.len() {
+                let end = memchr::memchr(b'\n', &data[at..]).map_or(data.len(), |p| at + p);
+                let r = lr.redact(&data[at..end]);
                 changed += usize::from(r.changed());
                 std::hint::black_box(&r);
+                at = end + 1;
             }
             bytes += data.len();
             if cpu_times().0 - t >= 0.5 {
@@ -115,6 +124,60 @@ fn ours(e: &Engine, data: &[u8]) -> (f64, usize) {
         best = best.max(mib_s(bytes, Duration::from_secs_f64(d)));
     }
     (best, changed)
+}
+
+/// MiB/s of CPU time of `pass` over `len` bytes: best of three runs of ≥ 0.5 s each.
+fn rate(len: usize, mut pass: impl FnMut()) -> f64 {
+    let mut best = 0.0f64;
+    for _ in 0..3 {
+        let t = cpu_times().0;
+        let mut bytes = 0usize;
+        loop {
+            pass();
+            bytes += len;
+            if cpu_times().0 - t >= 0.5 {
+                break;
+            }
+        }
+        best = best.max(mib_s(
+            bytes,
+            Duration::from_secs_f64((cpu_times().0 - t).max(0.01)),
+        ));
+    }
+    best
+}
+
+/// The parts of our clean path, each alone over the clean corpus's lines: the byte pass, the
+/// keyword pass, both with the rules they open, and the full path on the lines that open no
+/// rule. These say where the time goes (docs/benchmarks.md).
+fn parts(e: &Engine, data: &[u8]) -> [(&'static str, f64); 4] {
+    let lines: Vec<&[u8]> = data.split(|b| *b == b'\n').collect();
+    let quiet: Vec<&[u8]> = lines
+        .iter()
+        .copied()
+        .filter(|l| e.debug_fired(l).is_empty())
+        .collect();
+    let quiet_len: usize = quiet.iter().map(|l| l.len() + 1).sum();
+    let pass = |what: u8| {
+        rate(data.len(), || {
+            for l in &lines {
+                std::hint::black_box(e.debug_prefilter(l, what));
+            }
+        })
+    };
+    [
+        ("byte_pass", pass(0)),
+        ("keyword_pass", pass(1)),
+        ("prefilters", pass(2)),
+        (
+            "lines_opening_no_rule",
+            rate(quiet_len, || {
+                for l in &quiet {
+                    std::hint::black_box(e.redact_line(l));
+                }
+            }),
+        ),
+    ]
 }
 
 /// Run a child; its CPU time (user + system).
@@ -201,17 +264,51 @@ fn main() {
     eprintln!("detect-secrets: {ds:?} MiB/s on {} KiB", cut >> 10);
     let (ours_slice, _) = ours(&e, &mixed[..cut]);
 
-    let json = format!(
-        "{{\n  \"ours_mib_s\": {ours_clean:.1},\n  \"ripgrep_mib_s\": {},\n  \"detect_secrets_mib_s\": {},\n  \"rules\": {},\n  \"corpus_mib\": {},\n  \"ours_mixed_mib_s\": {ours_mixed:.1},\n  \"ripgrep_mixed_mib_s\": {},\n  \"ours_detect_secrets_slice_mib_s\": {ours_slice:.1},\n  \"detect_secrets_slice_kib\": {},\n  \"ratio_vs_ripgrep\": {},\n  \"ratio_vs_detect_secrets\": {},\n  \"notes\": \"MiB/s of CPU time (user+system; the machine is shared, wall time is noise); ours: one thread, full redaction (redacted lines built in memory, not written); ripgrep: search only (-c, -j1, --no-unicode) with the built-in rules' regexes; clean = generated clean log lines, mixed = 1% secret lines; detect-secrets scan on a slice of mixed\"\n}}\n",
-        opt(rg_clean),
-        opt(ds),
-        e.rule_count(),
-        a.mib,
-        opt(rg_mixed),
-        cut >> 10,
-        rg_clean.map_or("null".into(), |r| format!("{:.2}", ours_clean / r)),
-        ds.map_or("null".into(), |d| format!("{:.1}", ours_slice / d)),
-    );
+    let parts = parts(&e, &clean);
+    eprintln!("ours, parts (clean): {parts:?}");
+    // Hyperscan on the same keywords and regexes, the same clean corpus.
+    let hs = a.hs.as_ref().and_then(|hs| {
+        let kw_path = dir.join("keywords.txt");
+        std::fs::write(&kw_path, e.debug_keywords().join("\n") + "\n").expect("write keywords");
+        let out = Command::new(hs)
+            .arg(&kw_path)
+            .arg(&pat_path)
+            .arg(&clean_path)
+            .output()
+            .ok()?;
+        eprint!("{}", String::from_utf8_lossy(&out.stderr));
+        if !out.status.success() {
+            eprintln!("{} failed", hs.display());
+            return None;
+        }
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).ok()
+    });
+    eprintln!("hyperscan: {hs:?}");
+
+    let r1 = |v: Option<f64>| v.map(|v| (v * 10.0).round() / 10.0);
+    let mut json = serde_json::json!({
+        "ours_mib_s": r1(Some(ours_clean)),
+        "ripgrep_mib_s": r1(rg_clean),
+        "detect_secrets_mib_s": r1(ds),
+        "rules": e.rule_count(),
+        "corpus_mib": a.mib,
+        "ours_mixed_mib_s": r1(Some(ours_mixed)),
+        "ripgrep_mixed_mib_s": r1(rg_mixed),
+        "ours_detect_secrets_slice_mib_s": r1(Some(ours_slice)),
+        "detect_secrets_slice_kib": cut >> 10,
+        "ratio_vs_ripgrep": rg_clean.map(|r| (ours_clean / r * 100.0).round() / 100.0),
+        "ratio_vs_detect_secrets": ds.map(|d| (ours_slice / d * 10.0).round() / 10.0),
+        "ours_parts_clean_mib_s": parts
+            .iter()
+            .map(|(k, v)| (k.to_string(), serde_json::json!(r1(Some(*v)))))
+            .collect::<serde_json::Map<_, _>>(),
+        "hyperscan": hs,
+        "notes": "MiB/s of CPU time (user+system; the machine is shared, wall time is noise); ours: one thread, full redaction (redacted lines built in memory, not written), lines split with memchr; ours_parts_clean_mib_s: each part of our clean path alone; ripgrep: search only (-c, -j1, --no-unicode) with the built-in rules' regexes; hyperscan: search only, our keyword set as caseless literals and our regexes in prefilter mode, per line and as one buffer, clean corpus; clean = generated clean log lines, mixed = 1% secret lines; detect-secrets scan on a slice of mixed",
+    });
+    if json["hyperscan"].is_null() {
+        json.as_object_mut().expect("object").remove("hyperscan");
+    }
+    let json = serde_json::to_string_pretty(&json).expect("json") + "\n";
     if let Some(p) = a.out.parent() {
         std::fs::create_dir_all(p).expect("results dir");
     }
@@ -220,10 +317,6 @@ fn main() {
         .expect("write results");
     print!("{json}");
     let _ = std::fs::remove_dir_all(&dir);
-}
-
-fn opt(v: Option<f64>) -> String {
-    v.map_or("null".into(), |v| format!("{v:.1}"))
 }
 
 fn tempdir() -> PathBuf {

@@ -332,6 +332,8 @@ pub struct Engine {
     kw: Option<keywords::Keywords>,
     /// For each keyword, the rules it opens.
     kw_rules: Vec<Vec<u16>>,
+    /// The keywords themselves, lowercase (for benchmarks: the same set for a reference matcher).
+    kw_names: Vec<String>,
     digit_rules: [Fired; 4],
     at_rules: Fired,
     always_rules: Fired,
@@ -548,6 +550,7 @@ impl EngineBuilder {
         let kw = (!kw_index.is_empty()).then(|| {
             keywords::Keywords::new(&kw_index.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>())
         });
+        let kw_names = kw_index.iter().map(|(k, _)| k.clone()).collect();
         let kw_rules = kw_index.into_iter().map(|(_, v)| v).collect();
 
         let mut allow_values = HashSet::new();
@@ -616,6 +619,7 @@ impl EngineBuilder {
             kinds,
             kw,
             kw_rules,
+            kw_names,
             digit_rules,
             at_rules,
             always_rules,
@@ -703,6 +707,13 @@ impl Engine {
             v.push("(json)");
         }
         v
+    }
+
+    /// For benchmarks: the keywords of the keyword pass (lowercase, matched ASCII
+    /// case-insensitively), so that a reference matcher can be given the same set.
+    #[doc(hidden)]
+    pub fn debug_keywords(&self) -> &[String] {
+        &self.kw_names
     }
 
     /// For benchmarks: run only the prefilter (byte pass and keyword pass).
