@@ -12,9 +12,10 @@ use k8s_openapi::{
         batch::v1::{CronJob, Job},
         core::v1::{
             AppArmorProfile, CSIVolumeSource, Capabilities, Container, ContainerPort,
-            EmptyDirVolumeSource, EnvVar, EnvVarSource, HTTPGetAction, ObjectFieldSelector, Pod,
-            PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements,
-            SeccompProfile, SecurityContext, Volume, VolumeMount,
+            EmptyDirVolumeSource, EnvVar, EnvVarSource, HTTPGetAction, KeyToPath,
+            ObjectFieldSelector, Pod, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
+            ResourceRequirements, SeccompProfile, SecretVolumeSource, SecurityContext, Volume,
+            VolumeMount,
         },
     },
     apimachinery::pkg::{
@@ -36,6 +37,23 @@ pub const SVID_VOLUME: &str = "brainbox-svid";
 pub const WORKLOAD_API_VOLUME: &str = "brainbox-workload-api";
 /// Writable `/tmp` for workload containers, whose root file system becomes read-only.
 pub const TMP_VOLUME: &str = "brainbox-tmp";
+/// Volume holding the log socket the workloads write to and the sidecar redacts from.
+pub const LOGS_VOLUME: &str = "brainbox-logs";
+/// Where the log socket's directory is mounted (read-only in workload containers: a socket can
+/// be connected to on a read-only mount, and the workload cannot replace it).
+pub const LOGS_PATH: &str = "/run/brainbox/logs";
+/// The log socket's file name in [`LOGS_PATH`].
+pub const LOG_SOCKET: &str = "log.sock";
+/// The environment variable that tells a workload where to write its log lines.
+pub const LOG_SOCKET_ENV: &str = "BRAINBOX_LOG_SOCKET";
+/// Volume holding the sidecar's NATS password (with `--logs-nats-url`).
+pub const NATS_SECRET_VOLUME: &str = "brainbox-nats";
+/// Where that password is mounted in the sidecar.
+pub const NATS_SECRET_PATH: &str = "/run/secrets/brainbox-nats";
+/// Volume holding the redaction fingerprint key (with `--redact-key-secret`).
+pub const REDACT_KEY_VOLUME: &str = "brainbox-redact-key";
+/// Where that key is mounted in the sidecar.
+pub const REDACT_KEY_PATH: &str = "/run/secrets/brainbox-redact";
 /// Where the sidecar and workloads find the SVID files.
 pub const SVID_PATH: &str = "/run/svid";
 /// Where the Workload API socket directory is mounted.
@@ -65,6 +83,22 @@ pub struct InjectConfig {
     pub sidecar_apparmor: String,
     /// CSI driver that mounts the Workload API socket directory.
     pub csi_driver: String,
+    /// Redacted logs go to NATS JetStream instead of the sidecar's standard output.
+    pub logs_nats: Option<LogsNats>,
+    /// Secret, in the pod's namespace, whose key `key` is the redaction fingerprint key (at
+    /// least 16 bytes). Pods given the same key give the same secret the same fingerprint;
+    /// without one each sidecar draws a random key and fingerprints correlate only within it.
+    pub redact_key_secret: Option<String>,
+}
+
+/// Where the sidecar publishes redacted logs when they go to NATS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogsNats {
+    /// Server URL (`nats://brainbox-nats.brainbox-system:4222`).
+    pub url: String,
+    /// Secret in the pod's namespace whose key `password` is the NATS `sidecar` user's password
+    /// (see deploy/kubernetes/20-nats.yaml).
+    pub secret: String,
 }
 
 impl Default for InjectConfig {
@@ -77,6 +111,8 @@ impl Default for InjectConfig {
             workload_apparmor: "brainbox-workload".into(),
             sidecar_apparmor: "brainbox-sidecar".into(),
             csi_driver: "csi.spiffe.io".into(),
+            logs_nats: None,
+            redact_key_secret: None,
         }
     }
 }
@@ -279,7 +315,14 @@ pub fn inject_pod(
         .flatten()
         .map(|v| v.name.as_str())
         .collect();
-    for name in [SVID_VOLUME, WORKLOAD_API_VOLUME, TMP_VOLUME] {
+    for name in [
+        SVID_VOLUME,
+        WORKLOAD_API_VOLUME,
+        TMP_VOLUME,
+        LOGS_VOLUME,
+        NATS_SECRET_VOLUME,
+        REDACT_KEY_VOLUME,
+    ] {
         if taken.contains(&name) {
             return Err(refused(
                 object,
@@ -312,17 +355,44 @@ pub fn inject_pod(
         spec.automount_service_account_token = Some(false);
     }
 
-    // Every workload container: hardened security context, SVIDs read-only, a writable /tmp.
+    // Every workload container: hardened security context, SVIDs read-only, a writable /tmp,
+    // the log socket (read-only mount) and where it is.
     let init = spec.init_containers.iter_mut().flatten();
     for c in spec.containers.iter_mut().chain(init) {
         harden_container(c, object)?;
         c.security_context
             .get_or_insert_with(Default::default)
             .run_as_non_root = Some(true);
+        let env = c.env.get_or_insert_with(Vec::new);
+        if !env.iter().any(|e| e.name == LOG_SOCKET_ENV) {
+            env.push(EnvVar {
+                name: LOG_SOCKET_ENV.into(),
+                value: Some(format!("{LOGS_PATH}/{LOG_SOCKET}")),
+                ..Default::default()
+            });
+        }
         let mounts = c.volume_mounts.get_or_insert_with(Vec::new);
+        if let Some(m) = mounts
+            .iter()
+            .find(|m| m.mount_path == SVID_PATH || m.mount_path == LOGS_PATH)
+        {
+            return Err(refused(
+                object,
+                format!(
+                    "container `{}` mounts `{}` at {}, which is reserved for the sidecar",
+                    c.name, m.name, m.mount_path
+                ),
+            ));
+        }
         mounts.push(VolumeMount {
             name: SVID_VOLUME.into(),
             mount_path: SVID_PATH.into(),
+            read_only: Some(true),
+            ..Default::default()
+        });
+        mounts.push(VolumeMount {
+            name: LOGS_VOLUME.into(),
+            mount_path: LOGS_PATH.into(),
             read_only: Some(true),
             ..Default::default()
         });
@@ -378,6 +448,34 @@ pub fn inject_pod(
         }),
         ..Default::default()
     });
+    volumes.push(Volume {
+        name: LOGS_VOLUME.into(),
+        // Only the socket lives here.
+        empty_dir: Some(EmptyDirVolumeSource {
+            medium: Some("Memory".into()),
+            size_limit: Some(Quantity("1Mi".into())),
+        }),
+        ..Default::default()
+    });
+    let secret = |volume: &str, secret: &str, key: &str| Volume {
+        name: volume.into(),
+        secret: Some(SecretVolumeSource {
+            secret_name: Some(secret.into()),
+            items: Some(vec![KeyToPath {
+                key: key.into(),
+                path: key.into(),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    if let Some(n) = &cfg.logs_nats {
+        volumes.push(secret(NATS_SECRET_VOLUME, &n.secret, "password"));
+    }
+    if let Some(k) = &cfg.redact_key_secret {
+        volumes.push(secret(REDACT_KEY_VOLUME, k, "key"));
+    }
 
     let labels = meta.labels.get_or_insert_with(BTreeMap::new);
     labels
@@ -460,6 +558,46 @@ fn harden_container(c: &mut Container, object: &str) -> Result<(), InjectError> 
 }
 
 /// The sidecar container.
+/// The sidecar's `[redact.pipeline]`, as environment: it listens on the pod's log socket
+/// (`0666`: the workload runs as another user; the socket's emptyDir is the boundary, only this
+/// pod's containers mount it) and writes JSON envelopes with the line's class to its standard
+/// output, which the node's log collector picks up; or, with `logs_nats`, publishes them to
+/// `brainbox.logs.<pod>` as the NATS user `sidecar`.
+fn pipeline_env(cfg: &InjectConfig) -> Vec<EnvVar> {
+    let var = |name: &str, value: String| EnvVar {
+        name: format!("BRAINBOX_REDACT__PIPELINE__{name}"),
+        value: Some(value),
+        ..Default::default()
+    };
+    let mut env = vec![
+        var("SOCKET", format!("{LOGS_PATH}/{LOG_SOCKET}")),
+        var("SOCKET_MODE", "0666".into()),
+        var("FORMAT", "json".into()),
+    ];
+    if cfg.redact_key_secret.is_some() {
+        env.push(EnvVar {
+            name: "BRAINBOX_REDACT__KEY_FILE".into(),
+            value: Some(format!("{REDACT_KEY_PATH}/key")),
+            ..Default::default()
+        });
+    }
+    if let Some(n) = &cfg.logs_nats {
+        env.extend([
+            var("OUTPUT", "nats".into()),
+            var("NATS__URL", n.url.clone()),
+            var("NATS__SUBJECT", "brainbox.logs.{pod}".into()),
+            // One stream for every pod's logs, whichever sidecar creates it first.
+            var("NATS__STREAM_SUBJECTS", "[\"brainbox.logs.>\"]".into()),
+            var("NATS__NATS_AUTH__USER", "sidecar".into()),
+            var(
+                "NATS__NATS_AUTH__PASSWORD_FILE",
+                format!("{NATS_SECRET_PATH}/password"),
+            ),
+        ]);
+    }
+    env
+}
+
 fn sidecar_container(cfg: &InjectConfig) -> Container {
     let mut requests = BTreeMap::new();
     requests.insert("cpu".to_string(), Quantity("10m".into()));
@@ -481,29 +619,34 @@ fn sidecar_container(cfg: &InjectConfig) -> Container {
         image: Some(cfg.sidecar_image.clone()),
         args: Some(vec!["run".into()]),
         restart_policy: Some("Always".into()),
-        env: Some(vec![
-            EnvVar {
-                name: "BRAINBOX_POD_NAME".into(),
-                value_from: Some(EnvVarSource {
-                    field_ref: Some(ObjectFieldSelector {
-                        field_path: "metadata.name".into(),
+        env: Some(
+            vec![
+                EnvVar {
+                    name: "BRAINBOX_POD_NAME".into(),
+                    value_from: Some(EnvVarSource {
+                        field_ref: Some(ObjectFieldSelector {
+                            field_path: "metadata.name".into(),
+                            ..Default::default()
+                        }),
                         ..Default::default()
                     }),
                     ..Default::default()
-                }),
-                ..Default::default()
-            },
-            EnvVar {
-                name: "BRAINBOX_METRICS__LISTEN".into(),
-                value: Some(format!("0.0.0.0:{METRICS_PORT}")),
-                ..Default::default()
-            },
-            EnvVar {
-                name: "SPIFFE_ENDPOINT_SOCKET".into(),
-                value: Some(format!("unix://{WORKLOAD_API_PATH}/socket")),
-                ..Default::default()
-            },
-        ]),
+                },
+                EnvVar {
+                    name: "BRAINBOX_METRICS__LISTEN".into(),
+                    value: Some(format!("0.0.0.0:{METRICS_PORT}")),
+                    ..Default::default()
+                },
+                EnvVar {
+                    name: "SPIFFE_ENDPOINT_SOCKET".into(),
+                    value: Some(format!("unix://{WORKLOAD_API_PATH}/socket")),
+                    ..Default::default()
+                },
+            ]
+            .into_iter()
+            .chain(pipeline_env(cfg))
+            .collect(),
+        ),
         ports: Some(vec![ContainerPort {
             name: Some("metrics".into()),
             container_port: METRICS_PORT,
@@ -532,19 +675,50 @@ fn sidecar_container(cfg: &InjectConfig) -> Container {
             app_armor_profile: Some(localhost_apparmor(&cfg.sidecar_apparmor)),
             ..Default::default()
         }),
-        volume_mounts: Some(vec![
-            VolumeMount {
-                name: SVID_VOLUME.into(),
-                mount_path: SVID_PATH.into(),
-                ..Default::default()
-            },
-            VolumeMount {
-                name: WORKLOAD_API_VOLUME.into(),
-                mount_path: WORKLOAD_API_PATH.into(),
-                read_only: Some(true),
-                ..Default::default()
-            },
-        ]),
+        volume_mounts: Some(
+            vec![
+                VolumeMount {
+                    name: SVID_VOLUME.into(),
+                    mount_path: SVID_PATH.into(),
+                    ..Default::default()
+                },
+                VolumeMount {
+                    name: WORKLOAD_API_VOLUME.into(),
+                    mount_path: WORKLOAD_API_PATH.into(),
+                    read_only: Some(true),
+                    ..Default::default()
+                },
+                VolumeMount {
+                    name: LOGS_VOLUME.into(),
+                    mount_path: LOGS_PATH.into(),
+                    ..Default::default()
+                },
+            ]
+            .into_iter()
+            .chain(
+                [
+                    (
+                        cfg.logs_nats.is_some(),
+                        NATS_SECRET_VOLUME,
+                        NATS_SECRET_PATH,
+                    ),
+                    (
+                        cfg.redact_key_secret.is_some(),
+                        REDACT_KEY_VOLUME,
+                        REDACT_KEY_PATH,
+                    ),
+                ]
+                .into_iter()
+                .filter(|(on, _, _)| *on)
+                .map(|(_, name, path)| VolumeMount {
+                    name: name.into(),
+                    mount_path: path.into(),
+                    read_only: Some(true),
+                    ..Default::default()
+                }),
+            )
+            .collect(),
+        ),
         termination_message_policy: Some("FallbackToLogsOnError".into()),
         ..Default::default()
     }

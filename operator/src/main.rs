@@ -80,6 +80,23 @@ struct WebhookArgs {
     /// The sidecar image (pin it by digest from deploy/images.lock).
     #[arg(long, env = "BRAINBOX_SIDECAR_IMAGE")]
     sidecar_image: Option<String>,
+    /// Send the pod's redacted logs to this NATS server (JetStream stream `BRAINBOX_LOGS`,
+    /// subject `brainbox.logs.<pod>`) instead of the sidecar's standard output.
+    #[arg(long, env = "BRAINBOX_LOGS_NATS_URL")]
+    logs_nats_url: Option<String>,
+    /// With `--logs-nats-url`: the Secret, in the pod's namespace, whose key `password` is the
+    /// NATS `sidecar` user's password.
+    #[arg(
+        long,
+        env = "BRAINBOX_LOGS_NATS_SECRET",
+        default_value = "brainbox-nats-sidecar"
+    )]
+    logs_nats_secret: String,
+    /// The Secret, in the pod's namespace, whose key `key` is the redaction fingerprint key:
+    /// pods given the same key fingerprint the same secret alike (default: a random key per
+    /// sidecar).
+    #[arg(long, env = "BRAINBOX_REDACT_KEY_SECRET")]
+    redact_key_secret: Option<String>,
 }
 
 /// `brainboxctl inject`.
@@ -95,6 +112,23 @@ struct InjectArgs {
     /// Profile label for pods that have none.
     #[arg(long)]
     profile: Option<String>,
+    /// Send the pod's redacted logs to this NATS server (JetStream stream `BRAINBOX_LOGS`,
+    /// subject `brainbox.logs.<pod>`) instead of the sidecar's standard output.
+    #[arg(long, env = "BRAINBOX_LOGS_NATS_URL")]
+    logs_nats_url: Option<String>,
+    /// With `--logs-nats-url`: the Secret, in the pod's namespace, whose key `password` is the
+    /// NATS `sidecar` user's password.
+    #[arg(
+        long,
+        env = "BRAINBOX_LOGS_NATS_SECRET",
+        default_value = "brainbox-nats-sidecar"
+    )]
+    logs_nats_secret: String,
+    /// The Secret, in the pod's namespace, whose key `key` is the redaction fingerprint key:
+    /// pods given the same key fingerprint the same secret alike (default: a random key per
+    /// sidecar).
+    #[arg(long, env = "BRAINBOX_REDACT_KEY_SECRET")]
+    redact_key_secret: Option<String>,
 }
 
 fn main() {
@@ -159,6 +193,10 @@ fn main() {
     std::process::exit(code);
 }
 
+fn logs_nats(url: Option<String>, secret: String) -> Option<brainboxctl::inject::LogsNats> {
+    url.map(|url| brainboxctl::inject::LogsNats { url, secret })
+}
+
 fn run_inject(args: InjectArgs) -> i32 {
     use std::io::Read;
     let mut input = String::new();
@@ -175,6 +213,8 @@ fn run_inject(args: InjectArgs) -> i32 {
     if let Some(i) = args.sidecar_image {
         cfg.sidecar_image = i;
     }
+    cfg.logs_nats = logs_nats(args.logs_nats_url, args.logs_nats_secret);
+    cfg.redact_key_secret = args.redact_key_secret;
     if let Some(p) = args.profile {
         cfg.default_profile = p;
     }
@@ -203,6 +243,8 @@ fn run_webhook(args: WebhookArgs) -> i32 {
     if let Some(i) = args.sidecar_image {
         cfg.sidecar_image = i;
     }
+    cfg.logs_nats = logs_nats(args.logs_nats_url, args.logs_nats_secret);
+    cfg.redact_key_secret = args.redact_key_secret;
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -202,6 +202,16 @@ fn what_a_brainbox_may_not_have_is_refused() {
             "Unconfined",
             json!({"containers": c(json!({"seccompProfile": {"type": "Unconfined"}}))}),
         ),
+        (
+            "reserved for the sidecar",
+            json!({"containers": [{"name": "a", "image": "x",
+                "volumeMounts": [{"name": "mine", "mountPath": "/run/brainbox/logs"}]}],
+                "volumes": [{"name": "mine", "emptyDir": {}}]}),
+        ),
+        (
+            "`brainbox-logs` is reserved",
+            json!({"containers": c(json!({})), "volumes": [{"name": "brainbox-logs", "emptyDir": {}}]}),
+        ),
     ];
     for (what, spec) in cases {
         let mut pod = base.clone();
@@ -215,4 +225,111 @@ fn what_a_brainbox_may_not_have_is_refused() {
     );
     assert_eq!(code, 65, "{err}");
     assert!(err.contains("hostPID"), "{err}");
+}
+
+/// `--logs-nats-url` and `--redact-key-secret`: the sidecar publishes the pod's redacted logs to
+/// NATS as the user `sidecar` and fingerprints with a shared key, both from Secrets in the
+/// pod's namespace mounted only into the sidecar; the pod still passes `restricted`.
+#[test]
+fn logs_to_nats_and_a_shared_key_come_from_secrets_mounted_in_the_sidecar_only() {
+    let input = std::fs::read_to_string(golden_dir().join("pod.in.yaml")).unwrap();
+    let (code, out, err) = run_cli(
+        &[
+            "inject",
+            "-f",
+            "-",
+            "--sidecar-image",
+            IMAGE,
+            "--logs-nats-url",
+            "nats://brainbox-nats.brainbox-system:4222",
+            "--logs-nats-secret",
+            "nats-pw",
+            "--redact-key-secret",
+            "redact-key",
+        ],
+        Some(&input),
+    );
+    assert_eq!(code, 0, "{err}");
+    let (_, t) = pod_templates(&out).remove(0);
+    let meta = t.metadata.unwrap_or_default();
+    let spec = t.spec.unwrap();
+    let v = check_restricted(&meta, &spec);
+    assert!(v.is_empty(), "fails restricted: {v:#?}");
+    let vols = spec.volumes.as_ref().unwrap();
+    let secret = |name: &str| {
+        let s = vols
+            .iter()
+            .find(|v| v.name == name)
+            .unwrap_or_else(|| panic!("no volume {name}"))
+            .secret
+            .clone()
+            .unwrap();
+        (
+            s.secret_name.unwrap(),
+            s.items
+                .unwrap()
+                .into_iter()
+                .map(|i| i.key)
+                .collect::<Vec<_>>(),
+        )
+    };
+    assert_eq!(
+        secret("brainbox-nats"),
+        ("nats-pw".into(), vec!["password".to_string()])
+    );
+    assert_eq!(
+        secret("brainbox-redact-key"),
+        ("redact-key".into(), vec!["key".to_string()])
+    );
+    let sidecar = &spec.init_containers.as_ref().unwrap()[0];
+    let env: std::collections::BTreeMap<String, String> = sidecar
+        .env
+        .iter()
+        .flatten()
+        .filter_map(|e| Some((e.name.clone(), e.value.clone()?)))
+        .collect();
+    for (k, v) in [
+        ("BRAINBOX_REDACT__PIPELINE__OUTPUT", "nats"),
+        (
+            "BRAINBOX_REDACT__PIPELINE__NATS__URL",
+            "nats://brainbox-nats.brainbox-system:4222",
+        ),
+        (
+            "BRAINBOX_REDACT__PIPELINE__NATS__SUBJECT",
+            "brainbox.logs.{pod}",
+        ),
+        (
+            "BRAINBOX_REDACT__PIPELINE__NATS__NATS_AUTH__USER",
+            "sidecar",
+        ),
+        (
+            "BRAINBOX_REDACT__PIPELINE__NATS__NATS_AUTH__PASSWORD_FILE",
+            "/run/secrets/brainbox-nats/password",
+        ),
+        (
+            "BRAINBOX_REDACT__KEY_FILE",
+            "/run/secrets/brainbox-redact/key",
+        ),
+    ] {
+        assert_eq!(env.get(k).map(String::as_str), Some(v), "{k}");
+    }
+    // The secrets are the sidecar's: no workload container mounts them.
+    for c in &spec.containers {
+        for m in c.volume_mounts.iter().flatten() {
+            assert!(
+                m.name != "brainbox-nats" && m.name != "brainbox-redact-key",
+                "{} mounts {}",
+                c.name,
+                m.name
+            );
+        }
+        // The log socket's folder is read-only for the workload.
+        let logs = c
+            .volume_mounts
+            .iter()
+            .flatten()
+            .find(|m| m.name == "brainbox-logs")
+            .unwrap();
+        assert_eq!(logs.read_only, Some(true), "{}", c.name);
+    }
 }

@@ -29,4 +29,4 @@ grep -o '"syscall":"[a-z]*","errno":"[A-Z]*"' "$tmp/sc.log" | sed 's/^/  self-te
 echo
 echo "brainboxctl inject -f deploy/kubernetes/50-example-brainbox.yaml (excerpt):"
 "$BIN/brainboxctl" inject -f "$ROOT/deploy/kubernetes/50-example-brainbox.yaml" \
-  | grep -E 'name: brainbox-|restartPolicy|localhostProfile|readOnlyRootFilesystem|driver:|medium:' | sort | uniq -c | sed 's/^/  /'
+  | grep -E 'name: brainbox-|restartPolicy|localhostProfile|readOnlyRootFilesystem|driver:|medium:|LOG_SOCKET|PIPELINE__SOCKET' | sort | uniq -c | sed 's/^/  /'

@@ -350,6 +350,71 @@ fn run_without_the_section_has_no_pipeline_and_a_bad_section_exits_64() {
     assert_eq!(out.status.code(), Some(64), "{err}");
 }
 
+/// Connect to `sock` as uid/gid 65534 (`nobody`), the way an agent container running as another
+/// user than the sidecar does, and write `line`. `Err` carries the connect error.
+fn write_as_nobody(sock: &Path, line: &str) -> Result<(), String> {
+    use std::os::unix::process::CommandExt;
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            "import socket,sys\n\
+             s=socket.socket(socket.AF_UNIX)\n\
+             try:\n s.connect(sys.argv[1])\n\
+             except OSError as e:\n print(e.strerror); sys.exit(3)\n\
+             s.sendall(sys.argv[2].encode()+b'\\n'); s.close()",
+        ])
+        .arg(sock)
+        .arg(line)
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .expect("python3 is needed to connect as another user (apt-get install python3)");
+    match out.status.code() {
+        Some(0) => Ok(()),
+        Some(3) => Err(String::from_utf8_lossy(&out.stdout).trim().to_owned()),
+        _ => panic!("python3: {}", String::from_utf8_lossy(&out.stderr)),
+    }
+}
+
+#[test]
+fn run_socket_mode_lets_another_user_write_and_the_umask_default_does_not() {
+    use std::os::unix::fs::PermissionsExt;
+    for (mode, open) in [("", false), ("socket_mode = \"0666\"\n", true)] {
+        let s = Setup::new();
+        // The test directory is root's (0700); the socket's own bits are what is tested.
+        std::fs::set_permissions(s.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let out = s.dir.path().join("redacted.log");
+        let sidecar = s.start(&format!(
+            "{mode}output = \"file\"\noutput_file = \"{}\"\n",
+            out.display()
+        ));
+        let bits = std::fs::metadata(s.socket()).unwrap().permissions().mode() & 0o777;
+        let r = write_as_nobody(
+            &s.socket(),
+            "agent says token=ghp_0123456789abcdefghijABCDEFGHIJ012345",
+        );
+        if open {
+            assert_eq!(bits, 0o666);
+            r.unwrap();
+            wait_for(20, "the line", || {
+                s.metric("brainbox_redact_lines_out_total") >= 1
+            });
+            assert!(sidecar.terminate().success());
+            let text = std::fs::read_to_string(&out).unwrap();
+            assert!(text.starts_with("agent says token=[REDACTED:"), "{text}");
+            assert!(!text.contains("ghp_0123"), "{text}");
+        } else {
+            assert_eq!(
+                bits & 0o022,
+                0,
+                "umask-default socket is group/other-writable: {bits:o}"
+            );
+            let e = r.unwrap_err();
+            assert!(e.contains("ermission denied"), "{e}");
+        }
+    }
+}
+
 #[test]
 fn run_tails_a_file_into_an_output_file_with_metrics_and_flushes_on_sigterm() {
     let s = Setup::new();

@@ -45,6 +45,8 @@ pub struct PodSpec<'a> {
     pub attack_tool: bool,
     /// Extra `docker run` arguments for the agent container (before the image).
     pub agent_args: Vec<String>,
+    /// Extra `docker run` arguments for the sidecar container (before the image).
+    pub sidecar_args: Vec<String>,
     /// The node agent's Workload API socket folder, mounted read-only into the sidecar at
     /// [`WORKLOAD_API_MOUNT`] with `SPIFFE_ENDPOINT_SOCKET` pointing at it (as a DaemonSet's
     /// hostPath would be); `None` leaves the sidecar without identity.
@@ -67,6 +69,7 @@ impl<'a> PodSpec<'a> {
             read_only: true,
             attack_tool: false,
             agent_args: vec![],
+            sidecar_args: vec![],
             workload_api_dir: None,
         }
     }
@@ -114,6 +117,7 @@ impl Pod {
                 format!("SPIFFE_ENDPOINT_SOCKET=unix://{WORKLOAD_API_MOUNT}/agent.sock"),
             ]);
         }
+        args.extend(spec.sidecar_args.iter().cloned());
         args.extend(
             [
                 "--user",

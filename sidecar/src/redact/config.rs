@@ -4,12 +4,13 @@
 //! ```toml
 //! [redact.pipeline]
 //! socket = "/run/brainbox/log.sock"      # agents write lines here
+//! socket_mode = "0666"                   # when agents run as another user (default: umask)
 //! tail = ["/var/log/agent/agent.log"]    # and/or files to follow across rotation
 //! output = "nats"                        # "stdout" (default), "file" or "nats"
 //! format = "json"                        # "raw" (default) or "json" envelopes
 //! [redact.pipeline.nats]
 //! url = "nats://nats.brainbox-system:4222"
-//! subject = "brainbox.logs.my-pod"
+//! subject = "brainbox.logs.{pod}"       # `{pod}`: this pod's name
 //! stream = "BRAINBOX_LOGS"
 //! ```
 
@@ -28,6 +29,11 @@ pub const MAX_NATS_BATCH_BYTES: usize = 1_000_000;
 pub struct PipelineSection {
     /// Unix socket agents write lines to (one stream per connection).
     pub socket: Option<PathBuf>,
+    /// Permission bits of the socket, octal (`"0660"`, or a TOML integer such as `0o660`).
+    /// Connecting needs write permission, so agents running as another user than the sidecar
+    /// need group or other write; in a pod the socket's directory is the boundary (an emptyDir
+    /// only the pod's containers mount). Default: what the umask leaves.
+    pub socket_mode: Option<SocketMode>,
     /// Files to tail (rotation and truncation are followed).
     pub tail: Vec<PathBuf>,
     /// Where redacted lines go: `stdout`, `file` or `nats`.
@@ -48,6 +54,7 @@ impl Default for PipelineSection {
     fn default() -> Self {
         Self {
             socket: None,
+            socket_mode: None,
             tail: Vec::new(),
             output: OutputKind::Stdout,
             output_file: None,
@@ -57,6 +64,48 @@ impl Default for PipelineSection {
             nats: NatsSection::default(),
         }
     }
+}
+
+/// Permission bits, as written in the configuration: an octal string or an integer.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum SocketMode {
+    /// `0o660` in TOML.
+    Bits(u32),
+    /// `"0660"` or `"660"` (octal).
+    Octal(String),
+}
+
+impl SocketMode {
+    /// The bits, if they are permission bits (≤ 0o777).
+    fn bits(&self) -> Option<u32> {
+        let m = match self {
+            SocketMode::Bits(b) => *b,
+            SocketMode::Octal(s) => {
+                let s = s.strip_prefix("0o").unwrap_or(s);
+                if s.is_empty() || s.len() > 4 {
+                    return None;
+                }
+                u32::from_str_radix(s, 8).ok()?
+            }
+        };
+        (m <= 0o777).then_some(m)
+    }
+}
+
+/// `{pod}` in a subject: the pod's name, made one subject token (`.`, spaces and wildcards
+/// become `_`).
+fn subject_for(subject: &str, pod: &str) -> String {
+    let token: String = pod
+        .chars()
+        .map(|c| match c {
+            '.' | '*' | '>' => '_',
+            c if c.is_ascii_graphic() => c,
+            _ => '_',
+        })
+        .collect();
+    let token = if token.is_empty() { "_".into() } else { token };
+    subject.replace("{pod}", &token)
 }
 
 /// Output kinds.
@@ -89,7 +138,7 @@ pub struct NatsSection {
     pub url: String,
     /// `[redact.pipeline.nats.nats_auth]`: credentials (files) and the server's CA.
     pub nats_auth: brainbox_common::nats::NatsAuth,
-    /// Subject the redacted lines are published to.
+    /// Subject the redacted lines are published to; `{pod}` stands for this pod's name.
     pub subject: String,
     /// JetStream stream that holds `subject`; every batch waits for its ack.
     pub stream: String,
@@ -161,6 +210,17 @@ impl PipelineSection {
         {
             return Err(bad(&format!("{key}.socket"), "empty path"));
         }
+        if let Some(m) = &self.socket_mode {
+            if m.bits().is_none() {
+                return Err(bad(
+                    &format!("{key}.socket_mode"),
+                    "permission bits, octal, at most 0777 (e.g. \"0660\")",
+                ));
+            }
+            if self.socket.is_none() {
+                return Err(bad(&format!("{key}.socket_mode"), "set without `socket`"));
+            }
+        }
         if self.tail.iter().any(|p| p.as_os_str().is_empty()) {
             return Err(bad(&format!("{key}.tail"), "empty path"));
         }
@@ -200,6 +260,7 @@ impl PipelineSection {
         };
         pipeline::PipelineConfig {
             socket: self.socket.clone(),
+            socket_mode: self.socket_mode.as_ref().and_then(SocketMode::bits),
             tail: self.tail.clone(),
             stdin: false,
             output,
@@ -227,7 +288,7 @@ impl NatsSection {
         if !self.url.contains("://") && self.url.contains(' ') {
             return Err(bad(&format!("{key}.url"), "not a NATS URL"));
         }
-        if !valid_subject(&self.subject, false) {
+        if !valid_subject(&subject_for(&self.subject, "pod"), false) {
             return Err(bad(
                 &format!("{key}.subject"),
                 format!(
@@ -284,14 +345,15 @@ impl NatsSection {
 
     /// The sink settings.
     pub fn to_sink(&self, pod: &str) -> super::nats::NatsSinkConfig {
+        let subject = subject_for(&self.subject, pod);
         super::nats::NatsSinkConfig {
             url: self.url.clone(),
             auth: self.nats_auth.clone(),
-            subject: self.subject.clone(),
+            subject: subject.clone(),
             stream: self.stream.clone(),
             create_stream: self.create_stream,
             stream_subjects: if self.stream_subjects.is_empty() {
-                vec![self.subject.clone()]
+                vec![subject]
             } else {
                 self.stream_subjects.clone()
             },
@@ -367,6 +429,26 @@ mod tests {
                 "redact.pipeline.max_line_bytes",
                 Box::new(|s| s.max_line_bytes = 3),
             ),
+            (
+                "redact.pipeline.socket_mode",
+                Box::new(|s| s.socket_mode = Some(SocketMode::Octal("0999".into()))),
+            ),
+            (
+                "redact.pipeline.socket_mode",
+                Box::new(|s| s.socket_mode = Some(SocketMode::Bits(0o4777))),
+            ),
+            (
+                "redact.pipeline.socket_mode",
+                Box::new(|s| {
+                    s.socket = None;
+                    s.tail = vec!["/var/log/a.log".into()];
+                    s.socket_mode = Some(SocketMode::Octal("0660".into()));
+                }),
+            ),
+            (
+                "redact.pipeline.nats.subject",
+                Box::new(|s| s.nats.subject = "logs.{pod}.>".into()),
+            ),
         ];
         for (key, f) in cases {
             let mut s = nats_section();
@@ -377,5 +459,49 @@ mod tests {
                 "{key}: {e}"
             );
         }
+    }
+
+    #[test]
+    fn socket_mode_reads_octal_strings_and_integers() {
+        for (m, bits) in [
+            (SocketMode::Octal("0666".into()), Some(0o666)),
+            (SocketMode::Octal("660".into()), Some(0o660)),
+            (SocketMode::Octal("0o600".into()), Some(0o600)),
+            (SocketMode::Bits(0o640), Some(0o640)),
+            (SocketMode::Octal("".into()), None),
+            (SocketMode::Octal("rw-rw-rw-".into()), None),
+            (SocketMode::Octal("01777".into()), None),
+        ] {
+            assert_eq!(m.bits(), bits, "{m:?}");
+        }
+        // From the environment, as the injector sets it.
+        let c = brainbox_common::config::load_from::<crate::config::SidecarConfig, _>(
+            None,
+            [
+                (
+                    "BRAINBOX_REDACT__PIPELINE__SOCKET".to_string(),
+                    "/run/brainbox/logs/log.sock".to_string(),
+                ),
+                (
+                    "BRAINBOX_REDACT__PIPELINE__SOCKET_MODE".to_string(),
+                    "0666".to_string(),
+                ),
+            ],
+        )
+        .unwrap();
+        let p = c.redact.pipeline.unwrap().to_pipeline("pod");
+        assert_eq!(p.socket_mode, Some(0o666));
+    }
+
+    #[test]
+    fn pod_in_the_subject_is_one_token() {
+        let mut s = nats_section();
+        s.nats.subject = "brainbox.logs.{pod}".into();
+        s.validate("redact.pipeline").unwrap();
+        assert_eq!(s.nats.to_sink("agent-7").subject, "brainbox.logs.agent-7");
+        let sink = s.nats.to_sink("web.v2 *>");
+        assert_eq!(sink.subject, "brainbox.logs.web_v2___");
+        assert_eq!(sink.stream_subjects, vec![sink.subject.clone()]);
+        assert_eq!(s.nats.to_sink("").subject, "brainbox.logs._");
     }
 }

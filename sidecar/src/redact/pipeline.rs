@@ -45,6 +45,9 @@ pub enum Output {
 pub struct PipelineConfig {
     /// Listen on this Unix socket (JSON or text lines; one stream per connection).
     pub socket: Option<PathBuf>,
+    /// Permission bits of the socket (connecting needs write permission); `None`: as the
+    /// umask leaves them.
+    pub socket_mode: Option<u32>,
     /// Tail these files.
     pub tail: Vec<PathBuf>,
     /// Read standard input.
@@ -63,6 +66,7 @@ impl Default for PipelineConfig {
     fn default() -> Self {
         Self {
             socket: None,
+            socket_mode: None,
             tail: Vec::new(),
             stdin: false,
             output: Output::Stdout,
@@ -243,6 +247,12 @@ impl Pipeline {
             let _ = std::fs::remove_file(path);
             let listener = UnixListener::bind(path)
                 .map_err(|e| RedactError::Io(format!("bind {}", path.display()), e))?;
+            if let Some(mode) = cfg.socket_mode {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(
+                    |e| RedactError::Io(format!("chmod {:o} {}", mode, path.display()), e),
+                )?;
+            }
             let tx = tx.clone();
             let ids = ids.clone();
             let max = cfg.max_line;

@@ -7,6 +7,8 @@
 //! brainbox-attack packet-socket      open an AF_PACKET socket (needs CAP_NET_RAW; refused here)
 //! brainbox-attack ptrace-attach      fork a child and PTRACE_ATTACH to it
 //! brainbox-attack ptrace-traceme     PTRACE_TRACEME (the anti-debugging trick)
+//! brainbox-attack log-socket PATH    copy standard input into the Unix socket PATH (what an
+//!                                    agent's logger does; BusyBox's `nc` has no Unix sockets)
 
 use nix::{
     sys::{
@@ -34,12 +36,24 @@ fn main() {
         }
         "ptrace-attach" => ptrace_attach(),
         "ptrace-traceme" => println!("PTRACE_TRACEME: {:?}", ptrace::traceme()),
+        "log-socket" => log_socket(&std::env::args().nth(2).unwrap_or_default()),
         _ => {
             eprintln!(
-                "usage: brainbox-attack memfd-exec|packet-socket|ptrace-attach|ptrace-traceme"
+                "usage: brainbox-attack memfd-exec|packet-socket|ptrace-attach|ptrace-traceme|\
+                 log-socket PATH"
             );
             std::process::exit(2);
         }
+    }
+}
+
+fn log_socket(path: &str) {
+    match std::os::unix::net::UnixStream::connect(path) {
+        Ok(mut s) => {
+            let r = std::io::copy(&mut std::io::stdin().lock(), &mut s);
+            println!("log-socket {path}: {r:?}");
+        }
+        Err(e) => println!("log-socket {path}: connect: {e}"),
     }
 }
 

@@ -1,0 +1,216 @@
+//! The pod's log pipeline as `brainboxctl inject` wires it: the workload writes its log lines to
+//! a Unix socket in a volume it mounts read-only, and the sidecar (another user) redacts them to
+//! its standard output, which is what the node's log collector ships.
+//!
+//! - The injected sidecar environment is a valid sidecar configuration, with and without the
+//!   NATS output and the shared fingerprint key (the sidecar's own loader reads it).
+//! - In a lab pod built from that environment (sidecar uid 65532, agent uid 1000, the volume a
+//!   host folder as an emptyDir would be), a secret the agent writes to the socket leaves the
+//!   sidecar as a redacted JSON envelope, and the agent can neither remove nor replace the
+//!   socket nor drop a file next to it.
+
+use brainbox_lab::{
+    docker::docker_output,
+    pod::{Pod, PodSpec, ATTACK_TOOL},
+    require, unique,
+};
+use brainbox_sidecar::config::SidecarConfig;
+use brainboxctl::inject::{
+    inject_object, InjectConfig, LogsNats, LOGS_PATH, LOG_SOCKET, LOG_SOCKET_ENV, SIDECAR_NAME,
+};
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+
+/// Environment variables with a value, in order.
+type Env = Vec<(String, String)>;
+
+/// `(sidecar env, first workload container's env)` of a pod injected with `cfg`.
+fn injected(cfg: &InjectConfig) -> (Env, Env) {
+    let pod = json!({
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "agent-0"},
+        "spec": {"containers": [{"name": "agent", "image": "agent:1"}]}
+    });
+    let out = inject_object(&pod, cfg).unwrap();
+    let env = |c: &Value| -> Env {
+        c["env"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|e| Some((e["name"].as_str()?.into(), e["value"].as_str()?.into())))
+            .collect()
+    };
+    let sidecar = out["spec"]["initContainers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == SIDECAR_NAME)
+        .unwrap();
+    (env(sidecar), env(&out["spec"]["containers"][0]))
+}
+
+fn load(env: &[(String, String)]) -> SidecarConfig {
+    let mut env = env.to_vec();
+    env.push(("BRAINBOX_POD_NAME".into(), "agent-0".into()));
+    // `load_from` validates too, as `brainbox-sidecar run` does at start.
+    brainbox_common::config::load_from(None, env).unwrap_or_else(|e| {
+        panic!("the injected environment is no valid sidecar configuration: {e}")
+    })
+}
+
+#[test]
+fn the_injected_environment_is_a_valid_sidecar_configuration() {
+    let socket = format!("{LOGS_PATH}/{LOG_SOCKET}");
+    let (sidecar, workload) = injected(&InjectConfig::default());
+    assert!(workload.contains(&(LOG_SOCKET_ENV.to_string(), socket.clone())));
+    let c = load(&sidecar);
+    let p = c.redact.pipeline.as_ref().expect("a pipeline");
+    let run = p.to_pipeline(&c.pod_name);
+    assert_eq!(run.socket.as_deref(), Some(std::path::Path::new(&socket)));
+    assert_eq!(run.socket_mode, Some(0o666));
+    assert!(matches!(
+        run.output,
+        brainbox_sidecar::redact::pipeline::Output::Stdout
+    ));
+    assert!(c.redact.key_file.is_none());
+
+    let (sidecar, _) = injected(&InjectConfig {
+        logs_nats: Some(LogsNats {
+            url: "nats://brainbox-nats.brainbox-system:4222".into(),
+            secret: "nats-pw".into(),
+        }),
+        redact_key_secret: Some("redact-key".into()),
+        ..Default::default()
+    });
+    let c = load(&sidecar);
+    assert_eq!(
+        c.redact.key_file.as_deref(),
+        Some(std::path::Path::new("/run/secrets/brainbox-redact/key"))
+    );
+    let nats = &c.redact.pipeline.as_ref().unwrap().nats;
+    let sink = nats.to_sink("agent-0");
+    assert_eq!(sink.subject, "brainbox.logs.agent-0");
+    assert_eq!(sink.stream, "BRAINBOX_LOGS");
+    assert_eq!(sink.stream_subjects, vec!["brainbox.logs.>".to_string()]);
+    assert_eq!(nats.nats_auth.user, "sidecar");
+}
+
+/// The sidecar's standard output (the redacted lines), as `docker logs` has it.
+fn stdout_of(container: &str) -> String {
+    let out = docker_output(&["logs", container]).unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// JSON envelopes on the sidecar's standard output.
+fn envelopes(container: &str) -> Vec<Value> {
+    stdout_of(container)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v.get("line").is_some())
+        .collect()
+}
+
+fn wait_for<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn an_agent_logs_through_the_socket_and_only_redacted_lines_leave() {
+    require::lab();
+    let (sidecar_env, workload_env) = injected(&InjectConfig::default());
+    // The pod's emptyDir: a folder of the sidecar's user, as the kubelet makes it writable to
+    // the pod (fsGroup) and the sidecar creates the socket in it.
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    std::fs::create_dir(&logs).unwrap();
+    nix::unistd::chown(
+        &logs,
+        Some(nix::unistd::Uid::from_raw(65532)),
+        Some(nix::unistd::Gid::from_raw(65532)),
+    )
+    .unwrap();
+
+    let name = unique("logsock");
+    let mut spec = PodSpec::new(&name);
+    spec.profile = None;
+    spec.attack_tool = true;
+    spec.sidecar_args = vec!["--volume".into(), format!("{}:{LOGS_PATH}", logs.display())];
+    for (k, v) in sidecar_env
+        .iter()
+        .filter(|(k, _)| k.starts_with("BRAINBOX_REDACT__"))
+    {
+        spec.sidecar_args
+            .extend(["--env".into(), format!("{k}={v}")]);
+    }
+    spec.agent_args = vec![
+        "--volume".into(),
+        format!("{}:{LOGS_PATH}:ro", logs.display()),
+    ];
+    for (k, v) in &workload_env {
+        spec.agent_args.extend(["--env".into(), format!("{k}={v}")]);
+    }
+    let pod = Pod::start(&spec).unwrap();
+    let sock = logs.join(LOG_SOCKET);
+    wait_for(30, "the sidecar's log socket", || {
+        sock.exists().then_some(())
+    });
+
+    let token = "ghp_R2d2C3poBB8LukeLeia0123456789abcdEFG";
+    let write = |lines: &[&str]| {
+        let mut cmd = vec![
+            "sh",
+            "-c",
+            "printf '%s\\n' \"$@\" | \"$0\" log-socket \"$BRAINBOX_LOG_SOCKET\"",
+            ATTACK_TOOL,
+        ];
+        cmd.extend_from_slice(lines);
+        let out = pod.agent.exec(&cmd).unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(text.contains(": Ok("), "the agent could not write: {text}");
+    };
+    let first = format!("INFO cloning with token {token}");
+    write(&[&first, "INFO request_id=3f2a1c9e status=200"]);
+    let got = wait_for(30, "two redacted lines on the sidecar's stdout", || {
+        let e = envelopes(&pod.sidecar.id);
+        (e.len() >= 2).then_some(e)
+    });
+    assert_eq!(got[0]["class"], "secret", "{:?}", got[0]);
+    let line = got[0]["line"].as_str().unwrap();
+    assert!(
+        line.starts_with("INFO cloning with token [REDACTED:"),
+        "{line}"
+    );
+    assert_eq!(got[1]["class"], "clean", "{:?}", got[1]);
+    assert_eq!(got[1]["line"], "INFO request_id=3f2a1c9e status=200");
+    assert!(
+        !stdout_of(&pod.sidecar.id).contains(token),
+        "the token left the pod"
+    );
+
+    // The agent cannot take the socket over: its mount is read-only.
+    for attack in [
+        format!("rm -f {LOGS_PATH}/{LOG_SOCKET}"),
+        format!("mv {LOGS_PATH}/{LOG_SOCKET} {LOGS_PATH}/old"),
+        format!("touch {LOGS_PATH}/decoy"),
+        format!("ln -s /tmp/evil {LOGS_PATH}/evil"),
+    ] {
+        let out = pod.agent.exec(&["sh", "-c", &attack]).unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains("Read-only file system"),
+            "{attack}: {err}"
+        );
+    }
+    assert!(sock.exists());
+    assert_eq!(std::fs::read_dir(&logs).unwrap().count(), 1);
+    write(&["after the attempts"]);
+    wait_for(30, "the third line", || {
+        (envelopes(&pod.sidecar.id).len() >= 3).then_some(())
+    });
+}
