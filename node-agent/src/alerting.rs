@@ -120,10 +120,14 @@ impl AlertPath {
     /// Sends an alert that no response holds, folding identical repeats (see
     /// `brainbox_alerts::coalesce`): the first goes now, repeats go as one summary later.
     pub async fn send(&mut self, a: &Alert) {
+        let overflowed = self.coalescer.overflowed;
         let out = self.coalescer.offer(to_wire(a, None), Instant::now());
         if out.is_empty() {
             self.metrics.coalesced.inc();
         }
+        self.metrics
+            .coalesce_overflow
+            .inc_by(self.coalescer.overflowed - overflowed);
         for w in out {
             self.submit(w).await;
         }
@@ -188,17 +192,16 @@ impl AlertPath {
 mod tests {
     use super::*;
 
-    #[test]
-    fn wire_alert_checks_and_keeps_fields() {
-        let a = Alert {
+    fn alert(output: &str) -> Alert {
+        Alert {
             kind: "alert",
-            id: "0123456789abcdef0123456789abcdef".into(),
+            id: blake3::hash(output.as_bytes()).to_hex()[..32].to_string(),
             time: "2026-11-25T00:00:00Z".into(),
             node: "n".into(),
             rule: "Netcat Remote Code Execution in Container".into(),
             priority: "critical".into(),
             tags: vec!["brainbox".into()],
-            output: "out".into(),
+            output: output.into(),
             container: None,
             process: crate::detect::AlertProcess {
                 pid: 1,
@@ -208,7 +211,53 @@ mod tests {
                 uid: 0,
             },
             evt_type: "execve",
+        }
+    }
+
+    /// Folded repeats and alerts passed through past the open-window limit are both counted
+    /// on `/metrics`; nothing is dropped (NATS is away: every sent alert lands in the spool).
+    #[tokio::test]
+    async fn coalescing_counts_folded_and_overflowing_alerts() {
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let cfg = AlertsConfig {
+            nats_url: format!("nats://127.0.0.1:{port}"),
+            spool_dir: dir.path().join("spool"),
+            ..Default::default()
         };
+        let metrics = AlertMetrics::default();
+        let mut path = AlertPath::start(&cfg, metrics.clone()).await.unwrap();
+        path.coalescer = Coalescer::new(CoalesceConfig {
+            window: Duration::from_secs(600),
+            max_keys: 2,
+        });
+        for out in ["a", "a", "b", "c", "d", "a"] {
+            path.send(&alert(out)).await;
+        }
+        // `a` twice folded; `c` and `d` found both windows taken.
+        assert_eq!(metrics.coalesced.get(), 2);
+        assert_eq!(metrics.coalesce_overflow.get(), 2);
+        path.finish(Duration::from_millis(100)).await;
+        // a, b, c, d, and the summary of a's repeats.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while metrics.spooled.get() < 5 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{}",
+                metrics.spooled.get()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(metrics.spooled.get(), 5);
+    }
+
+    #[test]
+    fn wire_alert_checks_and_keeps_fields() {
+        let a = alert("out");
         let w = to_wire(&a, Some("bundle".into()));
         assert!(w.check().is_ok());
         assert_eq!(w.priority, Priority::Critical);

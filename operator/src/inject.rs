@@ -94,10 +94,11 @@ pub struct InjectConfig {
 /// Where the sidecar publishes redacted logs when they go to NATS.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogsNats {
-    /// Server URL (`nats://brainbox-nats.brainbox-system:4222`).
+    /// Server URL (`tls://brainbox-nats.brainbox-system.svc:4222`).
     pub url: String,
-    /// Secret in the pod's namespace whose key `password` is the NATS `sidecar` user's password
-    /// (see deploy/kubernetes/20-nats.yaml).
+    /// Secret in the pod's namespace with the NATS `sidecar` user's password (key `password`)
+    /// and the CA of the server's TLS certificate (key `ca.crt`); see
+    /// deploy/kubernetes/20-nats.yaml.
     pub secret: String,
 }
 
@@ -457,24 +458,32 @@ pub fn inject_pod(
         }),
         ..Default::default()
     });
-    let secret = |volume: &str, secret: &str, key: &str| Volume {
+    let secret = |volume: &str, secret: &str, keys: &[&str]| Volume {
         name: volume.into(),
         secret: Some(SecretVolumeSource {
             secret_name: Some(secret.into()),
-            items: Some(vec![KeyToPath {
-                key: key.into(),
-                path: key.into(),
-                ..Default::default()
-            }]),
+            items: Some(
+                keys.iter()
+                    .map(|k| KeyToPath {
+                        key: (*k).into(),
+                        path: (*k).into(),
+                        ..Default::default()
+                    })
+                    .collect(),
+            ),
             ..Default::default()
         }),
         ..Default::default()
     };
     if let Some(n) = &cfg.logs_nats {
-        volumes.push(secret(NATS_SECRET_VOLUME, &n.secret, "password"));
+        volumes.push(secret(
+            NATS_SECRET_VOLUME,
+            &n.secret,
+            &["password", "ca.crt"],
+        ));
     }
     if let Some(k) = &cfg.redact_key_secret {
-        volumes.push(secret(REDACT_KEY_VOLUME, k, "key"));
+        volumes.push(secret(REDACT_KEY_VOLUME, k, &["key"]));
     }
 
     let labels = meta.labels.get_or_insert_with(BTreeMap::new);
@@ -592,6 +601,11 @@ fn pipeline_env(cfg: &InjectConfig) -> Vec<EnvVar> {
             var(
                 "NATS__NATS_AUTH__PASSWORD_FILE",
                 format!("{NATS_SECRET_PATH}/password"),
+            ),
+            // The server speaks TLS only; this CA verifies it.
+            var(
+                "NATS__NATS_AUTH__CA_FILE",
+                format!("{NATS_SECRET_PATH}/ca.crt"),
             ),
         ]);
     }

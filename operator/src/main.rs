@@ -84,8 +84,8 @@ struct WebhookArgs {
     /// subject `brainbox.logs.<pod>`) instead of the sidecar's standard output.
     #[arg(long, env = "BRAINBOX_LOGS_NATS_URL")]
     logs_nats_url: Option<String>,
-    /// With `--logs-nats-url`: the Secret, in the pod's namespace, whose key `password` is the
-    /// NATS `sidecar` user's password.
+    /// With `--logs-nats-url`: the Secret, in the pod's namespace, with the NATS `sidecar`
+    /// user's password (key `password`) and the CA of the server's certificate (key `ca.crt`).
     #[arg(
         long,
         env = "BRAINBOX_LOGS_NATS_SECRET",
@@ -116,8 +116,8 @@ struct InjectArgs {
     /// subject `brainbox.logs.<pod>`) instead of the sidecar's standard output.
     #[arg(long, env = "BRAINBOX_LOGS_NATS_URL")]
     logs_nats_url: Option<String>,
-    /// With `--logs-nats-url`: the Secret, in the pod's namespace, whose key `password` is the
-    /// NATS `sidecar` user's password.
+    /// With `--logs-nats-url`: the Secret, in the pod's namespace, with the NATS `sidecar`
+    /// user's password (key `password`) and the CA of the server's certificate (key `ca.crt`).
     #[arg(
         long,
         env = "BRAINBOX_LOGS_NATS_SECRET",

@@ -241,7 +241,7 @@ fn logs_to_nats_and_a_shared_key_come_from_secrets_mounted_in_the_sidecar_only()
             "--sidecar-image",
             IMAGE,
             "--logs-nats-url",
-            "nats://brainbox-nats.brainbox-system:4222",
+            "tls://brainbox-nats.brainbox-system.svc:4222",
             "--logs-nats-secret",
             "nats-pw",
             "--redact-key-secret",
@@ -275,7 +275,10 @@ fn logs_to_nats_and_a_shared_key_come_from_secrets_mounted_in_the_sidecar_only()
     };
     assert_eq!(
         secret("brainbox-nats"),
-        ("nats-pw".into(), vec!["password".to_string()])
+        (
+            "nats-pw".into(),
+            vec!["password".to_string(), "ca.crt".to_string()]
+        )
     );
     assert_eq!(
         secret("brainbox-redact-key"),
@@ -292,7 +295,11 @@ fn logs_to_nats_and_a_shared_key_come_from_secrets_mounted_in_the_sidecar_only()
         ("BRAINBOX_REDACT__PIPELINE__OUTPUT", "nats"),
         (
             "BRAINBOX_REDACT__PIPELINE__NATS__URL",
-            "nats://brainbox-nats.brainbox-system:4222",
+            "tls://brainbox-nats.brainbox-system.svc:4222",
+        ),
+        (
+            "BRAINBOX_REDACT__PIPELINE__NATS__NATS_AUTH__CA_FILE",
+            "/run/secrets/brainbox-nats/ca.crt",
         ),
         (
             "BRAINBOX_REDACT__PIPELINE__NATS__SUBJECT",

@@ -137,6 +137,63 @@ fn the_node_agent_daemonset_has_host_access_and_only_the_documented_capabilities
     );
 }
 
+/// NATS is TLS-only, and the node agent connects with `tls://` and the CA, which it gets from
+/// the server's TLS Secret without the server's key.
+#[test]
+fn nats_is_tls_only_and_the_node_agent_trusts_its_ca_without_holding_its_key() {
+    let docs = docs();
+    let conf = find(&docs, "ConfigMap", "brainbox-nats")["data"]["nats.conf"]
+        .as_str()
+        .unwrap();
+    assert!(conf.contains("tls {"), "{conf}");
+    assert!(conf.contains("cert_file: /etc/nats/tls/tls.crt"), "{conf}");
+    let sts = find(&docs, "StatefulSet", "brainbox-nats");
+    let vols = sts["spec"]["template"]["spec"]["volumes"]
+        .as_array()
+        .unwrap();
+    let tls = vols.iter().find(|v| v["name"] == "tls").unwrap();
+    assert_eq!(tls["secret"]["secretName"], "brainbox-nats-tls");
+
+    let ds: DaemonSet = exact("ds", find(&docs, "DaemonSet", "brainbox-node-agent"));
+    let spec = ds.spec.unwrap().template.spec.unwrap();
+    let c = &spec.containers[0];
+    let env = |name: &str| {
+        c.env
+            .iter()
+            .flatten()
+            .find(|e| e.name == name)
+            .and_then(|e| e.value.clone())
+            .unwrap_or_else(|| panic!("no {name}"))
+    };
+    assert!(env("BRAINBOX_ALERTS__NATS_URL").starts_with("tls://"));
+    let ca = env("BRAINBOX_ALERTS__NATS_AUTH__CA_FILE");
+    let mount = c
+        .volume_mounts
+        .iter()
+        .flatten()
+        .find(|m| ca.starts_with(&format!("{}/", m.mount_path)))
+        .unwrap_or_else(|| panic!("{ca} is on no mount"));
+    let vol = spec
+        .volumes
+        .iter()
+        .flatten()
+        .find(|v| v.name == mount.name)
+        .unwrap();
+    let secret = vol.secret.as_ref().unwrap();
+    assert_eq!(secret.secret_name.as_deref(), Some("brainbox-nats-tls"));
+    let keys: Vec<&str> = secret
+        .items
+        .iter()
+        .flatten()
+        .map(|i| i.key.as_str())
+        .collect();
+    assert_eq!(
+        keys,
+        ["ca.crt"],
+        "the node agent must not mount the server's key"
+    );
+}
+
 #[test]
 fn brainbox_namespaces_enforce_restricted_and_the_webhook_fails_closed() {
     let docs = docs();

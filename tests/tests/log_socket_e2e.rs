@@ -75,7 +75,7 @@ fn the_injected_environment_is_a_valid_sidecar_configuration() {
 
     let (sidecar, _) = injected(&InjectConfig {
         logs_nats: Some(LogsNats {
-            url: "nats://brainbox-nats.brainbox-system:4222".into(),
+            url: "tls://brainbox-nats.brainbox-system.svc:4222".into(),
             secret: "nats-pw".into(),
         }),
         redact_key_secret: Some("redact-key".into()),
@@ -92,6 +92,10 @@ fn the_injected_environment_is_a_valid_sidecar_configuration() {
     assert_eq!(sink.stream, "BRAINBOX_LOGS");
     assert_eq!(sink.stream_subjects, vec!["brainbox.logs.>".to_string()]);
     assert_eq!(nats.nats_auth.user, "sidecar");
+    assert_eq!(
+        nats.nats_auth.ca_file,
+        std::path::Path::new("/run/secrets/brainbox-nats/ca.crt")
+    );
 }
 
 /// The sidecar's standard output (the redacted lines), as `docker logs` has it.

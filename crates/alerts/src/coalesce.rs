@@ -14,7 +14,8 @@
 //! alert; only what is sent to the operator is folded.
 //!
 //! Memory is bounded: past `max_keys` open windows, alerts pass through unfolded, never
-//! dropped (`Coalescer::overflowed` counts them; it is not exported as a metric).
+//! dropped (`Coalescer::overflowed` counts them; the node agent exports the count as
+//! `brainbox_alerts_coalesce_overflow_total`).
 
 use crate::schema::Alert;
 use std::{

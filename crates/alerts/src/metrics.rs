@@ -30,6 +30,9 @@ pub struct AlertMetrics {
     pub breaker_state: Gauge,
     /// Alerts folded into a summary of identical alerts instead of being sent one by one.
     pub coalesced: Counter,
+    /// Alerts sent unfolded because the coalescer held its most open windows (a storm of
+    /// distinct alerts; nothing is lost, only not folded).
+    pub coalesce_overflow: Counter,
 }
 
 impl AlertMetrics {
@@ -77,6 +80,11 @@ impl AlertMetrics {
             "coalesced",
             "Alerts folded into a summary of identical alerts (each still counted in it)",
             self.coalesced.clone(),
+        );
+        r.register(
+            "coalesce_overflow",
+            "Alerts sent unfolded because the coalescer held its most open windows",
+            self.coalesce_overflow.clone(),
         );
         r.register(
             "spool_records",

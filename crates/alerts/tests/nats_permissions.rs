@@ -58,6 +58,8 @@ struct Server {
     child: Child,
     url: String,
     dir: tempfile::TempDir,
+    /// The CA (here: the server's self-signed certificate) clients verify the server with.
+    ca: PathBuf,
 }
 
 impl Drop for Server {
@@ -68,12 +70,17 @@ impl Drop for Server {
 }
 
 impl Server {
-    /// The shipped configuration on a free loopback port, with a private store; only the
-    /// listen address, the server name and the store folder are changed.
+    /// The shipped configuration on a free loopback port, with a private store and a test
+    /// certificate; only the listen address, the server name, the store folder and the
+    /// certificate files are changed.
     fn start() -> Server {
         brainbox_alerts::testkit::require_nats_server();
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
+        let ck = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+        let (cert, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
+        std::fs::write(&cert, ck.cert.pem()).unwrap();
+        std::fs::write(&key, ck.key_pair.serialize_pem()).unwrap();
         let mut conf = String::new();
         for line in shipped_conf().lines() {
             let t = line.trim();
@@ -85,6 +92,10 @@ impl Server {
                 "server_name: permissions-test".to_owned()
             } else if t.starts_with("store_dir:") {
                 format!("  store_dir: {}", dir.path().join("js").display())
+            } else if t.starts_with("cert_file:") {
+                format!("  cert_file: {}", cert.display())
+            } else if t.starts_with("key_file:") {
+                format!("  key_file: {}", key.display())
             } else {
                 line.to_owned()
             };
@@ -92,7 +103,7 @@ impl Server {
             conf.push('\n');
         }
         let conf_path = dir.path().join("nats.conf");
-        std::fs::write(&conf_path, conf).unwrap();
+        std::fs::write(&conf_path, &conf).unwrap();
         for (user, pw) in [
             ("node-agent", "agent-pw"),
             ("sidecar", "sidecar-pw"),
@@ -120,10 +131,15 @@ impl Server {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
+        assert!(
+            conf.contains(&format!("cert_file: {}", cert.display())),
+            "the shipped nats.conf has no TLS certificate to replace"
+        );
         Server {
             child,
-            url: format!("nats://127.0.0.1:{port}"),
+            url: format!("tls://127.0.0.1:{port}"),
             dir,
+            ca: cert,
         }
     }
 
@@ -131,6 +147,7 @@ impl Server {
         NatsAuth {
             user: user.into(),
             password_file: self.password_file(user),
+            ca_file: self.ca.clone(),
             ..Default::default()
         }
     }
@@ -230,16 +247,35 @@ async fn control_plane_is_closed_to(server: &Server, user: &str) -> Result<()> {
 async fn each_credential_can_do_its_job_and_nothing_more() -> Result<()> {
     let server = Server::start();
 
-    // Nobody is anonymous, and a wrong password is refused.
+    // Nobody gets in without TLS, even with the right password; nobody is anonymous; a wrong
+    // password is refused.
+    let plain = tokio::time::timeout(
+        Duration::from_secs(5),
+        NatsAuth {
+            ca_file: PathBuf::new(),
+            ..server.auth("operator")
+        }
+        .apply(async_nats::ConnectOptions::new())
+        .unwrap()
+        .connect(server.url.replace("tls://", "nats://")),
+    )
+    .await;
+    ensure!(
+        !matches!(plain, Ok(Ok(_))),
+        "a client without TLS was let in"
+    );
     let anon = tokio::time::timeout(
         Duration::from_secs(5),
-        async_nats::ConnectOptions::new().connect(&server.url),
+        async_nats::ConnectOptions::new()
+            .add_root_certificates(server.ca.clone())
+            .connect(&server.url),
     )
     .await;
     ensure!(!matches!(anon, Ok(Ok(_))), "an anonymous client was let in");
     let wrong = NatsAuth {
         user: "operator".into(),
         password_file: server.password_file("sidecar"),
+        ca_file: server.ca.clone(),
         ..Default::default()
     };
     let wrong = tokio::time::timeout(
