@@ -139,7 +139,7 @@ async fn socket_burst_of_one_million_lines() {
             n,
             "order/duplicates at line {n}"
         );
-        if n % 1000 == 0 {
+        if n.is_multiple_of(1000) {
             assert!(rest.contains("[REDACTED:password:"), "{line}");
             assert!(!rest.contains(&format!("pw{n}")));
         }

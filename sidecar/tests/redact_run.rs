@@ -133,7 +133,7 @@ const TOKEN: &str = "ghp_0123456789abcdefghijklmnopqrstuvWXYZ";
 
 /// Line `i`: every 100th carries a GitHub token.
 fn line(i: u64) -> String {
-    if i % 100 == 0 {
+    if i.is_multiple_of(100) {
         format!("line {i:07} push with {TOKEN}\n")
     } else {
         format!("line {i:07} request served in 12ms status=200\n")
@@ -206,7 +206,7 @@ fn check_lines(lines: &[String], n: u64) {
             "line {i} out of order or lost: {l:?}"
         );
         assert!(!l.contains(TOKEN), "token leaked in line {i}");
-        if i % 100 == 0 {
+        if i.is_multiple_of(100) {
             assert!(l.contains("[REDACTED:github-token:"), "line {i}: {l}");
         }
     }

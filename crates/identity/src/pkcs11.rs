@@ -180,7 +180,7 @@ impl SigningKey for Pkcs11Key {
 
 /// Converts a raw `r||s` ECDSA signature (PKCS#11, JWS) to the DER `ECDSA-Sig-Value` X.509 uses.
 pub fn ecdsa_raw_to_der(raw: &[u8]) -> Option<Vec<u8>> {
-    if raw.is_empty() || raw.len() % 2 != 0 || raw.len() > 132 {
+    if raw.is_empty() || !raw.len().is_multiple_of(2) || raw.len() > 132 {
         return None;
     }
     let (r, s) = raw.split_at(raw.len() / 2);

@@ -56,7 +56,7 @@ fn build(mib: usize, secret_every: usize) -> Vec<u8> {
     let mut buf = Vec::with_capacity(mib << 20);
     let mut i = 0usize;
     while buf.len() < mib << 20 {
-        if secret_every > 0 && i % secret_every == 0 {
+        if secret_every > 0 && i.is_multiple_of(secret_every) {
             buf.extend_from_slice(secrets[(i / secret_every) % secrets.len()].line.as_bytes());
         } else {
             buf.extend_from_slice(clean[i % clean.len()].as_bytes());

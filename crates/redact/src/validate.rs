@@ -251,7 +251,7 @@ pub fn luhn(digits: &[u8]) -> bool {
         }
         sum += v;
     }
-    sum % 10 == 0
+    sum.is_multiple_of(10)
 }
 
 /// A card number: 13–19 digits, a known issuer prefix and a valid Luhn checksum.

@@ -566,7 +566,7 @@ impl<'d> Lowerer<'d> {
         };
         let hex = |s: &str| -> Result<Vec<u8>, LoadError> {
             let t = s.trim();
-            if t.len() % 2 != 0 || !t.bytes().all(|b| b.is_ascii_hexdigit()) {
+            if !t.len().is_multiple_of(2) || !t.bytes().all(|b| b.is_ascii_hexdigit()) {
                 return Err(type_err(format!(
                     "`{}` needs hex bytes, got `{s}`",
                     op.as_str()
