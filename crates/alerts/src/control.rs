@@ -529,26 +529,44 @@ impl ControlPlane {
         self.get(ACKS_BUCKET, &subject_token(id)).await
     }
 
-    /// Watches a bucket: the latest value of every key, then every change, as `(key, value
-    /// bytes)`; `None` bytes for deletes.
+    /// Watches a bucket: the latest value of every key, then every change; `value` is `None`
+    /// for deletes.
     pub async fn watch(
         &self,
         bucket: &str,
-    ) -> Result<impl futures_util::Stream<Item = (String, Option<Bytes>)>, ControlError> {
+    ) -> Result<impl futures_util::Stream<Item = KvChange>, ControlError> {
         let b = self.bucket(bucket).await?;
         // The latest value of every key first, then changes: a starting agent (or one whose
         // watch reopens after an outage) learns a `safe-mode on` or a check-in made while it
-        // was away. Replays are recognised by the values' own times (see the monitor).
+        // was away. Replays carry the revision they had (see the monitor).
         let w = b
             .watch_with_history(">")
             .await
             .map_err(|e| op(format!("watch {bucket}"))(e.to_string()))?;
         Ok(w.filter_map(|e| async move {
             let e = e.ok()?;
-            let v = matches!(e.operation, kv::Operation::Put).then_some(e.value);
-            Some((e.key, v))
+            let value = matches!(e.operation, kv::Operation::Put).then_some(e.value);
+            Some(KvChange {
+                key: e.key,
+                value,
+                revision: e.revision,
+            })
         }))
     }
+}
+
+/// One change seen by [`ControlPlane::watch`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KvChange {
+    /// The key.
+    pub key: String,
+    /// The new value; `None` when the key was deleted or purged.
+    pub value: Option<Bytes>,
+    /// The bucket's revision of this change: it grows with every write to the bucket, and a
+    /// watch that reopens replays the latest value of each key with the revision it had, so a
+    /// replay is the same revision with the same value, whatever clocks the writers had (a
+    /// store that was reset starts counting again).
+    pub revision: u64,
 }
 
 /// True if RFC 3339 time `a` is later than `b` (unparseable times lose).

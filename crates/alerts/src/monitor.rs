@@ -6,8 +6,8 @@
 
 use crate::{
     control::{
-        command_key, ControlPlane, NodeSafetyState, SafeModeCommand, CHECKIN_KEY, OPERATOR_BUCKET,
-        SAFE_MODE_BUCKET,
+        command_key, ControlPlane, KvChange, NodeSafetyState, SafeModeCommand, CHECKIN_KEY,
+        OPERATOR_BUCKET, SAFE_MODE_BUCKET,
     },
     publisher::PublisherState,
     safety::{Change, Reason, SafeAction, SafetyMachine, SafetyPolicy},
@@ -45,7 +45,7 @@ pub struct MonitorConfig {
     pub tick: Duration,
 }
 
-type KvStream = Pin<Box<dyn Stream<Item = (String, Option<bytes::Bytes>)> + Send>>;
+type KvStream = Pin<Box<dyn Stream<Item = KvChange> + Send>>;
 
 fn now_rfc3339() -> String {
     humantime::format_rfc3339_millis(SystemTime::now()).to_string()
@@ -102,7 +102,7 @@ async fn open_watch(
     }
 }
 
-async fn next_or_pending(s: &mut Option<KvStream>) -> Option<(String, Option<bytes::Bytes>)> {
+async fn next_or_pending(s: &mut Option<KvStream>) -> Option<KvChange> {
     match s {
         Some(s) => s.next().await,
         None => std::future::pending().await,
@@ -124,7 +124,9 @@ async fn run<A: Actuator>(
     let mut commands: Option<KvStream> = None;
     let mut last_checkin: Option<String> = None;
     let mut applied_checkin: Option<SystemTime> = None;
-    let mut applied_commands: std::collections::HashMap<String, SystemTime> = Default::default();
+    // The last command applied from each key (own and all-nodes): its revision and bytes.
+    let mut applied_commands: std::collections::HashMap<String, (u64, bytes::Bytes)> =
+        Default::default();
     let mut since: Option<String> = None;
     let mut ticker = tokio::time::interval(cfg.tick);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -145,7 +147,7 @@ async fn run<A: Actuator>(
             e = next_or_pending(&mut checkins) => match e {
                 // The store replays its last value whenever a watch (re)opens: at agent start
                 // and after every NATS outage. A check-in counts from its own time, and once.
-                Some((k, Some(v))) if k == CHECKIN_KEY => {
+                Some(KvChange { key: k, value: Some(v), .. }) if k == CHECKIN_KEY => {
                     match serde_json::from_slice::<crate::control::Checkin>(&v) {
                         Ok(c) => match humantime::parse_rfc3339_weak(&c.time) {
                             Ok(t) if applied_checkin.is_none_or(|a| t > a) => {
@@ -169,17 +171,20 @@ async fn run<A: Actuator>(
                 None => { checkins = None; Change::None }
             },
             e = next_or_pending(&mut commands) => match e {
-                Some((k, Some(v))) if k == own_key || k == all_key => {
+                Some(KvChange { key: k, value: Some(v), revision }) if k == own_key || k == all_key => {
                     match serde_json::from_slice::<SafeModeCommand>(&v) {
                         Ok(c) => {
                             let t = humantime::parse_rfc3339_weak(&c.time).ok();
-                            if t.is_some() && applied_commands.get(&k).copied() >= t {
-                                // A replay of a command already applied.
+                            if applied_commands.get(&k) == Some(&(revision, v.clone())) {
+                                // A replay of the command already applied (the watch reopened
+                                // and delivered the key's latest value again). Told apart by
+                                // the store's revision and the value, not by the command's
+                                // time: an operator whose clock is behind is still obeyed. A
+                                // lower revision is no replay either: the store was reset
+                                // (new volume, bucket re-created) and this is what it holds.
                                 Change::None
                             } else {
-                                if let Some(t) = t {
-                                    applied_commands.insert(k.clone(), t);
-                                }
+                                applied_commands.insert(k.clone(), (revision, v.clone()));
                                 // Without a readable time, `off` is treated as stale (no
                                 // check-in); `on` always holds.
                                 let age = t.map_or(Duration::MAX, age_of);

@@ -205,3 +205,80 @@ async fn a_stale_stored_checkin_fires_the_dead_man_switch_at_start() -> Result<(
     task.abort();
     Ok(())
 }
+
+/// Safe-mode commands are told apart from replays by the store's revision and value, not by
+/// their own times: a `safe-mode on` from an operator whose clock runs ten minutes behind,
+/// given after an `off` from one with a correct clock, still freezes the node (it was ignored
+/// as a replay when commands were compared by time); and when NATS comes back with an empty
+/// store (lost volume) the first command in it, whose revision is lower than the last one
+/// applied, is obeyed too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_are_obeyed_whatever_the_operators_clock_and_after_a_store_reset() -> Result<()> {
+    let nats = NatsServer::start();
+    let port = nats.port();
+    let client = async_nats::connect(nats.url()).await?;
+    let cp = ControlPlane::from_client(client.clone());
+    let rec = RecordingActuator::default();
+    let policy = SafetyPolicy {
+        checkin_interval_secs: None,
+        action: SafeAction::Freeze,
+        on_alert_path_lost: false,
+        lift: Lift::Checkin,
+    };
+    let (state, task) = monitor::spawn(
+        MonitorConfig {
+            node: "node-c".into(),
+            policy,
+            tick: Duration::from_millis(100),
+        },
+        cp.clone(),
+        client.clone(),
+        None,
+        rec.clone(),
+    );
+    let cmd = |on, by: &str, behind: u64| SafeModeCommand {
+        on,
+        by: by.into(),
+        time: humantime::format_rfc3339_millis(
+            std::time::SystemTime::now() - Duration::from_secs(behind),
+        )
+        .to_string(),
+        reason: "clock test".into(),
+    };
+    cp.command_safe_mode(Some("node-c"), &cmd(true, "alice", 0))
+        .await?;
+    rec.wait_for(1, "enter freeze operator").await?;
+    cp.command_safe_mode(Some("node-c"), &cmd(false, "alice", 0))
+        .await?;
+    rec.wait_for(2, "leave").await?;
+    // Bob's clock is ten minutes behind.
+    cp.command_safe_mode(Some("node-c"), &cmd(true, "bob", 600))
+        .await?;
+    rec.wait_for(3, "enter freeze operator").await?;
+    ensure!(state.borrow().safe_mode);
+
+    // NATS comes back on the same address with an empty store: revisions start again at 1.
+    drop(nats);
+    let _nats = NatsServer::start_on(port);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        // The first writes may land before the client reconnected; retry until one is stored.
+        if cp
+            .command_safe_mode(Some("node-c"), &cmd(false, "alice", 0))
+            .await
+            .is_ok()
+            && rec.events().len() >= 4
+        {
+            break;
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "`off` into the new store was not obeyed: {:?}",
+            rec.events()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    rec.wait_for(4, "leave").await?;
+    task.abort();
+    Ok(())
+}
