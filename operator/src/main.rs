@@ -77,6 +77,27 @@ struct WebhookArgs {
     /// Private key (PEM).
     #[arg(long)]
     key: PathBuf,
+    #[command(flatten)]
+    inject: InjectOptions,
+}
+
+/// `brainboxctl inject`.
+#[derive(clap::Args)]
+struct InjectArgs {
+    /// Input YAML (Pod, Deployment, StatefulSet, DaemonSet, ReplicaSet, Job, CronJob; other
+    /// kinds pass through), or `-` for stdin.
+    #[arg(short = 'f', long = "filename")]
+    file: PathBuf,
+    /// Profile label for pods that have none.
+    #[arg(long)]
+    profile: Option<String>,
+    #[command(flatten)]
+    inject: InjectOptions,
+}
+
+/// What `inject` and `webhook` put into a pod.
+#[derive(clap::Args)]
+struct InjectOptions {
     /// The sidecar image (pin it by digest from deploy/images.lock).
     #[arg(long, env = "BRAINBOX_SIDECAR_IMAGE")]
     sidecar_image: Option<String>,
@@ -99,36 +120,19 @@ struct WebhookArgs {
     redact_key_secret: Option<String>,
 }
 
-/// `brainboxctl inject`.
-#[derive(clap::Args)]
-struct InjectArgs {
-    /// Input YAML (Pod, Deployment, StatefulSet, DaemonSet, ReplicaSet, Job, CronJob; other
-    /// kinds pass through), or `-` for stdin.
-    #[arg(short = 'f', long = "filename")]
-    file: PathBuf,
-    /// The sidecar image (pin it by digest from deploy/images.lock).
-    #[arg(long, env = "BRAINBOX_SIDECAR_IMAGE")]
-    sidecar_image: Option<String>,
-    /// Profile label for pods that have none.
-    #[arg(long)]
-    profile: Option<String>,
-    /// Send the pod's redacted logs to this NATS server (JetStream stream `BRAINBOX_LOGS`,
-    /// subject `brainbox.logs.<pod>`) instead of the sidecar's standard output.
-    #[arg(long, env = "BRAINBOX_LOGS_NATS_URL")]
-    logs_nats_url: Option<String>,
-    /// With `--logs-nats-url`: the Secret, in the pod's namespace, with the NATS `sidecar`
-    /// user's password (key `password`) and the CA of the server's certificate (key `ca.crt`).
-    #[arg(
-        long,
-        env = "BRAINBOX_LOGS_NATS_SECRET",
-        default_value = "brainbox-nats-sidecar"
-    )]
-    logs_nats_secret: String,
-    /// The Secret, in the pod's namespace, whose key `key` is the redaction fingerprint key:
-    /// pods given the same key fingerprint the same secret alike (default: a random key per
-    /// sidecar).
-    #[arg(long, env = "BRAINBOX_REDACT_KEY_SECRET")]
-    redact_key_secret: Option<String>,
+impl InjectOptions {
+    fn config(self) -> brainboxctl::inject::InjectConfig {
+        let mut cfg = brainboxctl::inject::InjectConfig::default();
+        if let Some(i) = self.sidecar_image {
+            cfg.sidecar_image = i;
+        }
+        cfg.logs_nats = self.logs_nats_url.map(|url| brainboxctl::inject::LogsNats {
+            url,
+            secret: self.logs_nats_secret,
+        });
+        cfg.redact_key_secret = self.redact_key_secret;
+        cfg
+    }
 }
 
 fn main() {
@@ -193,10 +197,6 @@ fn main() {
     std::process::exit(code);
 }
 
-fn logs_nats(url: Option<String>, secret: String) -> Option<brainboxctl::inject::LogsNats> {
-    url.map(|url| brainboxctl::inject::LogsNats { url, secret })
-}
-
 fn run_inject(args: InjectArgs) -> i32 {
     use std::io::Read;
     let mut input = String::new();
@@ -209,12 +209,7 @@ fn run_inject(args: InjectArgs) -> i32 {
         eprintln!("brainboxctl: {}: {e}", args.file.display());
         return 66;
     }
-    let mut cfg = brainboxctl::inject::InjectConfig::default();
-    if let Some(i) = args.sidecar_image {
-        cfg.sidecar_image = i;
-    }
-    cfg.logs_nats = logs_nats(args.logs_nats_url, args.logs_nats_secret);
-    cfg.redact_key_secret = args.redact_key_secret;
+    let mut cfg = args.inject.config();
     if let Some(p) = args.profile {
         cfg.default_profile = p;
     }
@@ -239,12 +234,7 @@ fn run_webhook(args: WebhookArgs) -> i32 {
             return 64;
         }
     };
-    let mut cfg = brainboxctl::inject::InjectConfig::default();
-    if let Some(i) = args.sidecar_image {
-        cfg.sidecar_image = i;
-    }
-    cfg.logs_nats = logs_nats(args.logs_nats_url, args.logs_nats_secret);
-    cfg.redact_key_secret = args.redact_key_secret;
+    let cfg = args.inject.config();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

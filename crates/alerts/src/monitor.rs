@@ -128,6 +128,11 @@ async fn run<A: Actuator>(
     let mut applied_commands: std::collections::HashMap<String, (u64, bytes::Bytes)> =
         Default::default();
     let mut since: Option<String> = None;
+    // The server the watches were opened on. After a reconnect to another server, or to a
+    // restarted one (a new id), the watches are opened afresh: a watch that resumes by itself
+    // continues from the old stream's sequence, and on a server that lost its store it would
+    // skip everything written since, until the new sequence caught up.
+    let mut watched_server = String::new();
     let mut ticker = tokio::time::interval(cfg.tick);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -136,6 +141,17 @@ async fn run<A: Actuator>(
         let change = tokio::select! {
             _ = ticker.tick() => {
                 ticked = true;
+                if connected(&client) {
+                    let id = client.server_info().server_id;
+                    if id != watched_server {
+                        if !watched_server.is_empty() {
+                            tracing::info!(server = %id, "NATS server changed; re-reading the control plane");
+                        }
+                        watched_server = id;
+                        checkins = None;
+                        commands = None;
+                    }
+                }
                 if checkins.is_none() {
                     checkins = open_watch(&control, &client, OPERATOR_BUCKET).await;
                 }

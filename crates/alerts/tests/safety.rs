@@ -30,6 +30,30 @@ fn lost(lost: bool) -> PublisherState {
     }
 }
 
+/// The monitor for `node`, ticking every 100 ms, without an alert path to watch.
+fn spawn_without_alert_path(
+    node: &str,
+    policy: SafetyPolicy,
+    cp: &ControlPlane,
+    client: &async_nats::Client,
+    rec: &RecordingActuator,
+) -> (
+    watch::Receiver<brainbox_alerts::control::NodeSafetyState>,
+    tokio::task::JoinHandle<()>,
+) {
+    monitor::spawn(
+        MonitorConfig {
+            node: node.into(),
+            policy,
+            tick: Duration::from_millis(100),
+        },
+        cp.clone(),
+        client.clone(),
+        None,
+        rec.clone(),
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dead_man_operator_and_alert_path_drive_safe_mode() -> Result<()> {
     let nats = NatsServer::start();
@@ -181,17 +205,7 @@ async fn a_stale_stored_checkin_fires_the_dead_man_switch_at_start() -> Result<(
         on_alert_path_lost: false,
         lift: Lift::Checkin,
     };
-    let (state, task) = monitor::spawn(
-        MonitorConfig {
-            node: "node-b".into(),
-            policy,
-            tick: Duration::from_millis(100),
-        },
-        cp.clone(),
-        client.clone(),
-        None,
-        rec.clone(),
-    );
+    let (state, task) = spawn_without_alert_path("node-b", policy, &cp, &client, &rec);
     // Ten minutes of interval, but the last check-in is an hour old: safe mode now.
     rec.wait_for(1, "enter close_egress dead_man").await?;
     ensure!(state.borrow().safe_mode);
@@ -225,17 +239,7 @@ async fn commands_are_obeyed_whatever_the_operators_clock_and_after_a_store_rese
         on_alert_path_lost: false,
         lift: Lift::Checkin,
     };
-    let (state, task) = monitor::spawn(
-        MonitorConfig {
-            node: "node-c".into(),
-            policy,
-            tick: Duration::from_millis(100),
-        },
-        cp.clone(),
-        client.clone(),
-        None,
-        rec.clone(),
-    );
+    let (state, task) = spawn_without_alert_path("node-c", policy, &cp, &client, &rec);
     let cmd = |on, by: &str, behind: u64| SafeModeCommand {
         on,
         by: by.into(),
