@@ -255,6 +255,57 @@ mod tests {
         assert_eq!(metrics.spooled.get(), 5);
     }
 
+    /// The Falco rule loader, the profiles' `priority_at_least` and the alert schema (and so
+    /// `brainboxctl`) each parse priority names; they must take the same names, in the same
+    /// order of severity.
+    #[test]
+    fn priority_names_mean_the_same_to_rules_profiles_and_alerts() {
+        let rank = |name: &str| {
+            let rules = brainbox_rules::loader::Priority::parse(name);
+            let alerts = name.parse::<Priority>().ok();
+            let profile = brainbox_profile::priority_rank(name);
+            // Most severe first in the rules and alerts enums; least severe first in profiles.
+            let from_alerts =
+                alerts.map(|p| 7 - Priority::ALL.iter().position(|q| *q == p).unwrap());
+            let from_rules = rules.map(|r| {
+                7 - Priority::ALL
+                    .iter()
+                    .position(|q| q.as_str() == r.to_string().to_ascii_lowercase())
+                    .unwrap()
+            });
+            assert_eq!(from_rules, from_alerts, "{name:?}: rules vs alerts");
+            assert_eq!(profile, from_alerts, "{name:?}: profiles vs alerts");
+            profile
+        };
+        let names = [
+            "debug",
+            "informational",
+            "notice",
+            "warning",
+            "error",
+            "critical",
+            "alert",
+            "emergency",
+        ];
+        for (i, n) in names.iter().enumerate() {
+            assert_eq!(rank(n), Some(i));
+            assert_eq!(rank(&n.to_ascii_uppercase()), Some(i));
+        }
+        for (short, long) in [
+            ("info", "informational"),
+            ("warn", "warning"),
+            ("err", "error"),
+            ("crit", "critical"),
+            ("emerg", "emergency"),
+            (" Warning ", "warning"),
+        ] {
+            assert_eq!(rank(short), rank(long), "{short}");
+        }
+        for bad in ["", "severe", "warnings", "0", "critical!"] {
+            assert_eq!(rank(bad), None, "{bad:?}");
+        }
+    }
+
     #[test]
     fn wire_alert_checks_and_keeps_fields() {
         let a = alert("out");

@@ -73,7 +73,7 @@ impl FromStr for Priority {
     type Err = BadPriority;
     /// Case-insensitive, accepting Falco's spellings (`WARNING`, `Informational`, `info`).
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let l = s.to_ascii_lowercase();
+        let l = s.trim().to_ascii_lowercase();
         let l = match l.as_str() {
             "info" => "informational",
             "warn" => "warning",

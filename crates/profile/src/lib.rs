@@ -126,7 +126,7 @@ fn default_rate() -> RateLimit {
     }
 }
 
-/// Falco priorities in increasing severity; `info` is accepted for `informational`.
+/// Falco priorities in increasing severity (see [`priority_rank`] for the short forms).
 pub const PRIORITIES: &[&str] = &[
     "debug",
     "informational",
@@ -138,13 +138,17 @@ pub const PRIORITIES: &[&str] = &[
     "emergency",
 ];
 
-/// The severity rank of a priority name (case-insensitive), or `None` if unknown.
+/// The severity rank of a priority name (case-insensitive; the syslog short forms `emerg`,
+/// `crit`, `err`, `warn` and `info` too), or `None` if unknown.
 pub fn priority_rank(p: &str) -> Option<usize> {
-    let p = p.to_ascii_lowercase();
-    let p = if p == "info" {
-        "informational".to_string()
-    } else {
-        p
+    let p = p.trim().to_ascii_lowercase();
+    let p = match p.as_str() {
+        "emerg" => "emergency",
+        "crit" => "critical",
+        "err" => "error",
+        "warn" => "warning",
+        "info" => "informational",
+        other => other,
     };
     PRIORITIES.iter().position(|x| *x == p)
 }

@@ -126,13 +126,14 @@ pub enum Priority {
 }
 
 impl Priority {
-    /// Parses Falco's spelling (case-insensitive; `INFO` is `INFORMATIONAL`).
+    /// Parses Falco's spelling (case-insensitive; `INFO` is `INFORMATIONAL`), and the syslog
+    /// short forms `emerg`, `crit`, `err`, `warn` that profiles and `brainboxctl` take too.
     pub fn parse(s: &str) -> Option<Priority> {
         Some(match s.trim().to_ascii_lowercase().as_str() {
-            "emergency" => Priority::Emergency,
+            "emergency" | "emerg" => Priority::Emergency,
             "alert" => Priority::Alert,
-            "critical" => Priority::Critical,
-            "error" => Priority::Error,
+            "critical" | "crit" => Priority::Critical,
+            "error" | "err" => Priority::Error,
             "warning" | "warn" => Priority::Warning,
             "notice" => Priority::Notice,
             "informational" | "info" => Priority::Informational,
