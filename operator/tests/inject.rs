@@ -340,3 +340,67 @@ fn logs_to_nats_and_a_shared_key_come_from_secrets_mounted_in_the_sidecar_only()
         assert_eq!(logs.read_only, Some(true), "{}", c.name);
     }
 }
+
+/// What the injector mounts into the sidecar, its AppArmor profile lets it use: every mount
+/// path has a `<path>/** r…` (or `<path>/* r…`) rule, `rw` where the mount is writable, and
+/// the workload's profile
+/// lets it connect to the sidecar's socket. AppArmor is not in this kernel, so without this a
+/// node with AppArmor would refuse the sidecar its own volumes.
+#[test]
+fn the_apparmor_profiles_allow_what_the_injector_mounts() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let sidecar_profile = std::fs::read_to_string(root.join("apparmor/brainbox-sidecar")).unwrap();
+    let workload_profile =
+        std::fs::read_to_string(root.join("apparmor/brainbox-workload")).unwrap();
+    let rule = |path: &str| -> Option<String> {
+        sidecar_profile
+            .lines()
+            .map(str::trim)
+            .find(|l| l.starts_with(&format!("{path}/** ")) || l.starts_with(&format!("{path}/* ")))
+            .map(|l| {
+                l.trim_end_matches(',')
+                    .rsplit(' ')
+                    .next()
+                    .unwrap()
+                    .to_owned()
+            })
+    };
+    let input = std::fs::read_to_string(golden_dir().join("pod.in.yaml")).unwrap();
+    let (code, out, err) = run_cli(
+        &[
+            "inject",
+            "-f",
+            "-",
+            "--logs-nats-url",
+            "tls://nats:4222",
+            "--redact-key-secret",
+            "k",
+        ],
+        Some(&input),
+    );
+    assert_eq!(code, 0, "{err}");
+    let (_, t) = pod_templates(&out).remove(0);
+    let spec = t.spec.unwrap();
+    let sidecar = &spec.init_containers.as_ref().unwrap()[0];
+    let mounts: Vec<_> = sidecar.volume_mounts.iter().flatten().collect();
+    assert!(mounts.len() >= 5, "{mounts:?}");
+    for m in mounts {
+        let perms = rule(&m.mount_path).unwrap_or_else(|| {
+            panic!(
+                "apparmor/brainbox-sidecar has no `{}/** …` or `/* …` rule for the `{}` mount",
+                m.mount_path, m.name
+            )
+        });
+        assert!(perms.contains('r'), "{}: {perms}", m.mount_path);
+        if m.read_only != Some(true) {
+            assert!(perms.contains('w'), "{} is writable: {perms}", m.mount_path);
+        }
+    }
+    assert!(
+        workload_profile
+            .lines()
+            .any(|l| l.trim().starts_with("unix (connect")
+                && l.contains("peer=(label=brainbox-sidecar)")),
+        "apparmor/brainbox-workload does not let the workload connect to the sidecar's socket"
+    );
+}
