@@ -39,6 +39,7 @@ enabled = false
 key_file = "$key"
 [redact.pipeline]
 socket = "$work/log.sock"
+socket_mode = "0666"
 tail = ["$work/agent.log"]
 output = "file"
 output_file = "$work/redacted.jsonl"
@@ -48,8 +49,15 @@ TOML
 pid=$!
 for _ in $(seq 100); do [ -S "$work/log.sock" ] && break; sleep 0.1; done
 printf '%s\n' "$input" >> "$work/agent.log"
-for _ in $(seq 100); do [ "$(wc -l < "$work/redacted.jsonl" 2>/dev/null || echo 0)" -ge 5 ] && break; sleep 0.1; done
-echo "--- brainbox-sidecar run, [redact.pipeline] tailing agent.log → redacted.jsonl:"
+# In a pod the agent runs as another user than the sidecar and writes to the socket
+# (`brainboxctl inject` mounts it and sets BRAINBOX_LOG_SOCKET); here as `nobody`.
+chmod 755 "$work"
+python3 -c 'import os, socket, sys
+os.setgid(65534); os.setuid(65534)
+s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])
+s.sendall(b"2026-11-25T16:20:30Z INFO via the socket, as uid %d: AWS key AKIAZ7QL3V4XNW2PKMBE\n" % os.getuid())' "$work/log.sock"
+for _ in $(seq 100); do [ "$(wc -l < "$work/redacted.jsonl" 2>/dev/null || echo 0)" -ge 6 ] && break; sleep 0.1; done
+echo "--- brainbox-sidecar run, [redact.pipeline] tailing agent.log and listening on log.sock → redacted.jsonl:"
 cat "$work/redacted.jsonl"
 echo "--- its metrics:"
 curl -s "http://127.0.0.1:$port/metrics" | grep -E '^brainbox_redact_(lines_in|lines_out|redactions|read_bytes)' || true
