@@ -277,17 +277,7 @@ mod tests {
             assert_eq!(profile, from_alerts, "{name:?}: profiles vs alerts");
             profile
         };
-        let names = [
-            "debug",
-            "informational",
-            "notice",
-            "warning",
-            "error",
-            "critical",
-            "alert",
-            "emergency",
-        ];
-        for (i, n) in names.iter().enumerate() {
+        for (i, n) in brainbox_profile::PRIORITIES.iter().enumerate() {
             assert_eq!(rank(n), Some(i));
             assert_eq!(rank(&n.to_ascii_uppercase()), Some(i));
         }
