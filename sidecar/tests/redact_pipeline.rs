@@ -213,3 +213,61 @@ async fn tailed_file_across_rotation_and_truncation() {
         );
     }
 }
+
+/// Past `max_connections` the socket holds writers back in its backlog instead of reading them
+/// all: each connection costs a read buffer and up to a line, so without the bound an agent
+/// opening thousands of connections could run its sidecar out of memory. Held-back writers
+/// are served, in full, as others close.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn socket_connections_past_the_limit_wait_and_are_then_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("logs.sock");
+    let out = dir.path().join("out.log");
+    let p = Pipeline::start(
+        engine(),
+        PipelineConfig {
+            socket: Some(sock.clone()),
+            output: Output::File(out.clone()),
+            format: Format::Raw,
+            max_connections: 2,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let stats = p.stats.clone();
+    let mut conns = Vec::new();
+    for i in 0..4 {
+        let mut c = std::os::unix::net::UnixStream::connect(&sock).unwrap();
+        writeln!(
+            c,
+            "writer {i} token=ghp_0123456789abcdefghijABCDEFGHIJ01234{i}"
+        )
+        .unwrap();
+        conns.push(c);
+    }
+    wait_for(20, "two writers served", || stats.lines_out.get() >= 2).await;
+    assert_eq!(stats.connections.get(), 2);
+    wait_for(20, "a writer held back", || {
+        stats.connections_waited.get() >= 1
+    })
+    .await;
+    // The other two are in the backlog: nothing of theirs is read while the first two stay.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(stats.lines_in.get(), 2);
+    drop(conns.remove(0));
+    wait_for(20, "a third writer served", || stats.lines_out.get() >= 3).await;
+    conns.clear();
+    wait_for(20, "all four served", || stats.lines_out.get() >= 4).await;
+    wait_for(20, "no connection left", || stats.connections.get() == 0).await;
+    p.shutdown().await.unwrap();
+    let mut lines = read_lines(&out);
+    lines.sort();
+    assert_eq!(lines.len(), 4, "{lines:?}");
+    for (i, l) in lines.iter().enumerate() {
+        assert!(
+            l.starts_with(&format!("writer {i} token=[REDACTED:")),
+            "{l}"
+        );
+    }
+}

@@ -34,6 +34,9 @@ pub struct PipelineSection {
     /// need group or other write; in a pod the socket's directory is the boundary (an emptyDir
     /// only the pod's containers mount). Default: what the umask leaves.
     pub socket_mode: Option<SocketMode>,
+    /// Most socket connections read at once (more wait until one closes): with
+    /// `max_line_bytes` it bounds the memory writers can make the sidecar hold.
+    pub max_connections: usize,
     /// Files to tail (rotation and truncation are followed).
     pub tail: Vec<PathBuf>,
     /// Where redacted lines go: `stdout`, `file` or `nats`.
@@ -55,6 +58,7 @@ impl Default for PipelineSection {
         Self {
             socket: None,
             socket_mode: None,
+            max_connections: pipeline::DEFAULT_MAX_CONNECTIONS,
             tail: Vec::new(),
             output: OutputKind::Stdout,
             output_file: None,
@@ -230,6 +234,12 @@ impl PipelineSection {
         if self.channel_batches == 0 {
             return Err(bad(&format!("{key}.channel_batches"), "must be at least 1"));
         }
+        if !(1..=4096).contains(&self.max_connections) {
+            return Err(bad(
+                &format!("{key}.max_connections"),
+                "must be between 1 and 4096",
+            ));
+        }
         match self.output {
             OutputKind::Stdout => {}
             OutputKind::File => {
@@ -261,6 +271,7 @@ impl PipelineSection {
         pipeline::PipelineConfig {
             socket: self.socket.clone(),
             socket_mode: self.socket_mode.as_ref().and_then(SocketMode::bits),
+            max_connections: self.max_connections,
             tail: self.tail.clone(),
             stdin: false,
             output,
@@ -448,6 +459,10 @@ mod tests {
             (
                 "redact.pipeline.nats.subject",
                 Box::new(|s| s.nats.subject = "logs.{pod}.>".into()),
+            ),
+            (
+                "redact.pipeline.max_connections",
+                Box::new(|s| s.max_connections = 0),
             ),
         ];
         for (key, f) in cases {

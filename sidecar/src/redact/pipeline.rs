@@ -10,7 +10,7 @@ use super::{lines::LineSplitter, nats, Batch, Format, RedactError};
 use brainbox_redact::{Engine, KindId, LineRedactor};
 use prometheus_client::{
     encoding::EncodeLabelSet,
-    metrics::{counter::Counter, family::Family},
+    metrics::{counter::Counter, family::Family, gauge::Gauge},
     registry::{Registry, Unit},
 };
 use std::{
@@ -25,9 +25,12 @@ use std::{
 use tokio::{
     io::AsyncReadExt,
     net::UnixListener,
-    sync::{mpsc, watch},
+    sync::{mpsc, watch, Semaphore},
     task::JoinHandle,
 };
+
+/// Default for [`PipelineConfig::max_connections`].
+pub const DEFAULT_MAX_CONNECTIONS: usize = 32;
 
 /// Where redacted lines go.
 #[derive(Debug, Clone)]
@@ -48,6 +51,10 @@ pub struct PipelineConfig {
     /// Permission bits of the socket (connecting needs write permission); `None`: as the
     /// umask leaves them.
     pub socket_mode: Option<u32>,
+    /// Most socket connections read at once; more wait in the listen backlog until one
+    /// closes. Each costs a 64 KiB read buffer and up to `max_line` of a partial line, so this
+    /// bounds what writers can make the sidecar hold.
+    pub max_connections: usize,
     /// Tail these files.
     pub tail: Vec<PathBuf>,
     /// Read standard input.
@@ -67,6 +74,7 @@ impl Default for PipelineConfig {
         Self {
             socket: None,
             socket_mode: None,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
             tail: Vec::new(),
             stdin: false,
             output: Output::Stdout,
@@ -113,6 +121,10 @@ pub struct Stats {
     pub bytes_out: Counter,
     /// Times a stage had to wait for the next one (see [`StageLabel`]).
     pub backpressure_waits: Family<StageLabel, Counter>,
+    /// Socket connections being read now.
+    pub connections: Gauge,
+    /// Times a connection waited because `max_connections` were open.
+    pub connections_waited: Counter,
     /// The NATS output's counters.
     pub nats: nats::NatsMetrics,
 }
@@ -167,6 +179,16 @@ impl Stats {
             "backpressure_waits",
             "Times a pipeline stage waited because the next one was full",
             self.backpressure_waits.clone(),
+        );
+        r.register(
+            "connections",
+            "Log socket connections being read",
+            self.connections.clone(),
+        );
+        r.register(
+            "connections_waited",
+            "Times the log socket held a connection back because max_connections were open",
+            self.connections_waited.clone(),
         );
         self.nats.register(r);
     }
@@ -258,14 +280,33 @@ impl Pipeline {
             let max = cfg.max_line;
             let stats = stats.clone();
             let mut shut = shut_rx.clone();
+            let slots = Arc::new(Semaphore::new(cfg.max_connections.max(1)));
             tasks.push(tokio::spawn(async move {
                 let mut conns = Vec::new();
                 loop {
+                    // A free slot first: past `max_connections`, writers wait in the backlog.
+                    if slots.available_permits() == 0 {
+                        stats.connections_waited.inc();
+                    }
+                    let permit = tokio::select! {
+                        p = slots.clone().acquire_owned() => match p {
+                            Ok(p) => p,
+                            Err(_) => break,
+                        },
+                        _ = shut.changed() => break,
+                    };
                     tokio::select! {
                         r = listener.accept() => match r {
                             Ok((s, _)) => {
                                 let id = ids.fetch_add(1, Ordering::Relaxed);
-                                conns.push(tokio::spawn(read_stream(s, id, tx.clone(), max, stats.clone(), shut.clone())));
+                                let (tx, stats, shut) = (tx.clone(), stats.clone(), shut.clone());
+                                conns.retain(|c: &JoinHandle<()>| !c.is_finished());
+                                conns.push(tokio::spawn(async move {
+                                    stats.connections.inc();
+                                    read_stream(s, id, tx, max, stats.clone(), shut).await;
+                                    stats.connections.dec();
+                                    drop(permit);
+                                }));
                             }
                             Err(e) => tracing::warn!(error = %e, "redact socket accept failed"),
                         },
