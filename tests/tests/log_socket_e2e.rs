@@ -218,3 +218,130 @@ fn an_agent_logs_through_the_socket_and_only_redacted_lines_leave() {
         (envelopes(&pod.sidecar.id).len() >= 3).then_some(())
     });
 }
+
+/// The whole shipped path for logs to NATS: a sidecar started with exactly the environment
+/// `brainboxctl inject --logs-nats-url … --redact-key-secret …` gives it (only the file paths
+/// and the address moved to this machine) publishes the agent's redacted lines over TLS, as
+/// the NATS user `sidecar`, to a `nats-server` running `deploy/kubernetes/20-nats.yaml`'s own
+/// configuration: the sidecar's real sink needs no permission the shipped config lacks.
+#[test]
+fn an_injected_sidecar_publishes_redacted_logs_to_the_shipped_nats() {
+    use brainbox_alerts::testkit::ShippedNats;
+    use std::io::Write;
+    let nats = ShippedNats::start();
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join(LOG_SOCKET);
+    let key = dir.path().join("key");
+    std::fs::write(&key, "shared-fingerprint-key-material\n").unwrap();
+    let (sidecar_env, _) = injected(&InjectConfig {
+        logs_nats: Some(LogsNats {
+            url: "tls://brainbox-nats.brainbox-system.svc:4222".into(),
+            secret: "brainbox-nats-sidecar".into(),
+        }),
+        redact_key_secret: Some("brainbox-redact-key".into()),
+        ..Default::default()
+    });
+    let metrics = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let mut cmd = std::process::Command::new(brainbox_lab::bin_path("brainbox-sidecar"));
+    cmd.arg("run")
+        .env_clear()
+        .env("BRAINBOX_POD_NAME", "agent-0")
+        .env("BRAINBOX_METRICS__LISTEN", metrics.to_string())
+        .env("BRAINBOX_EGRESS__ENABLED", "false")
+        .env("BRAINBOX_LOG__LEVEL", "warn")
+        .stdout(std::process::Stdio::null());
+    let mut moved = 0;
+    for (k, v) in sidecar_env
+        .iter()
+        .filter(|(k, _)| k.starts_with("BRAINBOX_REDACT__"))
+    {
+        // The pod's paths and the cluster's address, as they are on this machine.
+        let v = match k.as_str() {
+            "BRAINBOX_REDACT__PIPELINE__SOCKET" => sock.display().to_string(),
+            "BRAINBOX_REDACT__PIPELINE__NATS__URL" => nats.url.clone(),
+            "BRAINBOX_REDACT__PIPELINE__NATS__NATS_AUTH__PASSWORD_FILE" => {
+                nats.password_file("sidecar").display().to_string()
+            }
+            "BRAINBOX_REDACT__PIPELINE__NATS__NATS_AUTH__CA_FILE" => nats.ca.display().to_string(),
+            "BRAINBOX_REDACT__KEY_FILE" => key.display().to_string(),
+            _ => v.clone(),
+        };
+        moved += usize::from(
+            &v != sidecar_env
+                .iter()
+                .find(|(n, _)| n == k)
+                .map(|(_, v)| v)
+                .unwrap(),
+        );
+        cmd.env(k, v);
+    }
+    assert_eq!(
+        moved, 5,
+        "the injected environment changed shape: {sidecar_env:?}"
+    );
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _sidecar = Kill(cmd.spawn().expect("start brainbox-sidecar"));
+    wait_for(30, "the sidecar's log socket", || {
+        sock.exists().then_some(())
+    });
+    let token = "ghp_R2d2C3poBB8LukeLeia0123456789abcdEFG";
+    let mut c = std::os::unix::net::UnixStream::connect(&sock).unwrap();
+    writeln!(c, "agent-0 cloning with token {token}").unwrap();
+    writeln!(c, "agent-0 done").unwrap();
+    drop(c);
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let lines: Vec<Value> = rt.block_on(async {
+        use futures_util::StreamExt;
+        let js = async_nats::jetstream::new(nats.client("operator").await.unwrap());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let stream = loop {
+            match js.get_stream("BRAINBOX_LOGS").await {
+                Ok(s) => break s,
+                Err(e) => {
+                    assert!(Instant::now() < deadline, "no BRAINBOX_LOGS stream: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        };
+        let subjects = stream.cached_info().config.subjects.clone();
+        assert_eq!(subjects, vec!["brainbox.logs.>".to_string()]);
+        let consumer = stream
+            .create_consumer(async_nats::jetstream::consumer::pull::OrderedConfig {
+                filter_subject: "brainbox.logs.agent-0".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let mut msgs = consumer.messages().await.unwrap();
+        let mut lines = Vec::new();
+        while lines.len() < 2 {
+            let m = tokio::time::timeout(Duration::from_secs(30), msgs.next())
+                .await
+                .expect("the redacted lines on brainbox.logs.agent-0")
+                .unwrap()
+                .unwrap();
+            for l in std::str::from_utf8(&m.payload).unwrap().lines() {
+                lines.push(serde_json::from_str::<Value>(l).unwrap());
+            }
+        }
+        lines
+    });
+    assert_eq!(lines[0]["class"], "secret", "{:?}", lines[0]);
+    let first = lines[0]["line"].as_str().unwrap();
+    assert!(
+        first.starts_with("agent-0 cloning with token [REDACTED:"),
+        "{first}"
+    );
+    assert!(!first.contains(token));
+    assert_eq!(lines[1]["line"], "agent-0 done");
+}

@@ -4,7 +4,7 @@
 use crate::{Alert, ContainerRef, Priority};
 use std::{
     net::{TcpListener, TcpStream},
-    path::Path,
+    path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     time::{Duration, Instant, SystemTime},
 };
@@ -188,5 +188,155 @@ impl RecordingActuator {
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+}
+
+/// The NATS manifest we ship.
+const NATS_MANIFEST: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../deploy/kubernetes/20-nats.yaml"
+);
+
+/// `nats.conf` as the ConfigMap in `deploy/kubernetes/20-nats.yaml` carries it.
+pub fn shipped_nats_conf() -> String {
+    let text = std::fs::read_to_string(NATS_MANIFEST).expect("reading the NATS manifest");
+    let mut out = String::new();
+    let mut inside = false;
+    for line in text.lines() {
+        if line.trim_end() == "  nats.conf: |" {
+            inside = true;
+            continue;
+        }
+        if inside {
+            if !line.is_empty() && !line.starts_with("    ") {
+                break;
+            }
+            out.push_str(line.strip_prefix("    ").unwrap_or(""));
+            out.push('\n');
+        }
+    }
+    assert!(
+        out.contains("authorization"),
+        "no nats.conf with an authorization block in {NATS_MANIFEST}"
+    );
+    out
+}
+
+/// A `nats-server` running the shipped configuration (TLS, users, permissions), killed when
+/// dropped. Passwords: `agent-pw`, `sidecar-pw`, `operator-pw`, also in files
+/// ([`ShippedNats::password_file`]).
+pub struct ShippedNats {
+    child: Child,
+    /// `tls://127.0.0.1:<port>`.
+    pub url: String,
+    dir: tempfile::TempDir,
+    /// The CA (here: the server's self-signed certificate) clients verify the server with.
+    pub ca: PathBuf,
+}
+
+impl Drop for ShippedNats {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl ShippedNats {
+    /// The shipped configuration on a free loopback port, with a private store and a test
+    /// certificate; only the listen address, the server name, the store folder and the
+    /// certificate files are changed.
+    pub fn start() -> ShippedNats {
+        require_nats_server();
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let ck = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+        let (cert, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
+        std::fs::write(&cert, ck.cert.pem()).unwrap();
+        std::fs::write(&key, ck.key_pair.serialize_pem()).unwrap();
+        let mut conf = String::new();
+        for line in shipped_nats_conf().lines() {
+            let t = line.trim();
+            let line = if t.starts_with("port:") {
+                format!("port: {port}\nhost: 127.0.0.1")
+            } else if t.starts_with("http_port:") {
+                continue;
+            } else if t.starts_with("server_name:") {
+                "server_name: permissions-test".to_owned()
+            } else if t.starts_with("store_dir:") {
+                format!("  store_dir: {}", dir.path().join("js").display())
+            } else if t.starts_with("cert_file:") {
+                format!("  cert_file: {}", cert.display())
+            } else if t.starts_with("key_file:") {
+                format!("  key_file: {}", key.display())
+            } else {
+                line.to_owned()
+            };
+            conf.push_str(&line);
+            conf.push('\n');
+        }
+        let conf_path = dir.path().join("nats.conf");
+        std::fs::write(&conf_path, &conf).unwrap();
+        for (user, pw) in [
+            ("node-agent", "agent-pw"),
+            ("sidecar", "sidecar-pw"),
+            ("operator", "operator-pw"),
+        ] {
+            std::fs::write(dir.path().join(user), format!("{pw}\n")).unwrap();
+        }
+        let log = std::fs::File::create(dir.path().join("server.log")).unwrap();
+        let child = Command::new("nats-server")
+            .arg("-c")
+            .arg(&conf_path)
+            .env("NATS_NODE_AGENT_PASSWORD", "agent-pw")
+            .env("NATS_SIDECAR_PASSWORD", "sidecar-pw")
+            .env("NATS_OPERATOR_PASSWORD", "operator-pw")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("starting nats-server");
+        let start = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "nats-server did not start with the shipped configuration: {}",
+                std::fs::read_to_string(dir.path().join("server.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert!(
+            conf.contains(&format!("cert_file: {}", cert.display())),
+            "the shipped nats.conf has no TLS certificate to replace"
+        );
+        ShippedNats {
+            child,
+            url: format!("tls://127.0.0.1:{port}"),
+            dir,
+            ca: cert,
+        }
+    }
+
+    /// Credentials of `user` (`node-agent`, `sidecar`, `operator`) with the CA.
+    pub fn auth(&self, user: &str) -> brainbox_common::nats::NatsAuth {
+        brainbox_common::nats::NatsAuth {
+            user: user.into(),
+            password_file: self.password_file(user),
+            ca_file: self.ca.clone(),
+            ..Default::default()
+        }
+    }
+
+    /// The file holding `user`'s password.
+    pub fn password_file(&self, user: &str) -> PathBuf {
+        self.dir.path().join(user)
+    }
+
+    /// A client as `user`, with short request timeouts: a denied publish gets no answer.
+    pub async fn client(&self, user: &str) -> anyhow::Result<async_nats::Client> {
+        let opts = self
+            .auth(user)
+            .apply(async_nats::ConnectOptions::new())
+            .map_err(anyhow::Error::msg)?
+            .request_timeout(Some(Duration::from_millis(1500)));
+        Ok(opts.connect(&self.url).await?)
     }
 }

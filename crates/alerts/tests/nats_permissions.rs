@@ -14,158 +14,15 @@ use brainbox_alerts::{
     monitor::{self, MonitorConfig},
     publisher::{PublisherConfig, DEFAULT_STREAM},
     safety::{Lift, SafeAction, SafetyPolicy},
-    testkit::{free_port, RecordingActuator},
+    testkit::{free_port, RecordingActuator, ShippedNats},
     AlertMetrics, Delivery, Publisher,
 };
 use brainbox_common::nats::NatsAuth;
 use std::{
     path::PathBuf,
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
     time::{Duration, Instant},
 };
-
-const MANIFEST: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../deploy/kubernetes/20-nats.yaml"
-);
-
-/// `nats.conf` as the ConfigMap in the manifest carries it.
-fn shipped_conf() -> String {
-    let text = std::fs::read_to_string(MANIFEST).expect("reading the NATS manifest");
-    let mut out = String::new();
-    let mut inside = false;
-    for line in text.lines() {
-        if line.trim_end() == "  nats.conf: |" {
-            inside = true;
-            continue;
-        }
-        if inside {
-            if !line.is_empty() && !line.starts_with("    ") {
-                break;
-            }
-            out.push_str(line.strip_prefix("    ").unwrap_or(""));
-            out.push('\n');
-        }
-    }
-    assert!(
-        out.contains("authorization"),
-        "no nats.conf with an authorization block in {MANIFEST}"
-    );
-    out
-}
-
-struct Server {
-    child: Child,
-    url: String,
-    dir: tempfile::TempDir,
-    /// The CA (here: the server's self-signed certificate) clients verify the server with.
-    ca: PathBuf,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Server {
-    /// The shipped configuration on a free loopback port, with a private store and a test
-    /// certificate; only the listen address, the server name, the store folder and the
-    /// certificate files are changed.
-    fn start() -> Server {
-        brainbox_alerts::testkit::require_nats_server();
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let ck = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
-        let (cert, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
-        std::fs::write(&cert, ck.cert.pem()).unwrap();
-        std::fs::write(&key, ck.key_pair.serialize_pem()).unwrap();
-        let mut conf = String::new();
-        for line in shipped_conf().lines() {
-            let t = line.trim();
-            let line = if t.starts_with("port:") {
-                format!("port: {port}\nhost: 127.0.0.1")
-            } else if t.starts_with("http_port:") {
-                continue;
-            } else if t.starts_with("server_name:") {
-                "server_name: permissions-test".to_owned()
-            } else if t.starts_with("store_dir:") {
-                format!("  store_dir: {}", dir.path().join("js").display())
-            } else if t.starts_with("cert_file:") {
-                format!("  cert_file: {}", cert.display())
-            } else if t.starts_with("key_file:") {
-                format!("  key_file: {}", key.display())
-            } else {
-                line.to_owned()
-            };
-            conf.push_str(&line);
-            conf.push('\n');
-        }
-        let conf_path = dir.path().join("nats.conf");
-        std::fs::write(&conf_path, &conf).unwrap();
-        for (user, pw) in [
-            ("node-agent", "agent-pw"),
-            ("sidecar", "sidecar-pw"),
-            ("operator", "operator-pw"),
-        ] {
-            std::fs::write(dir.path().join(user), format!("{pw}\n")).unwrap();
-        }
-        let log = std::fs::File::create(dir.path().join("server.log")).unwrap();
-        let child = Command::new("nats-server")
-            .arg("-c")
-            .arg(&conf_path)
-            .env("NATS_NODE_AGENT_PASSWORD", "agent-pw")
-            .env("NATS_SIDECAR_PASSWORD", "sidecar-pw")
-            .env("NATS_OPERATOR_PASSWORD", "operator-pw")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("starting nats-server");
-        let start = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                start.elapsed() < Duration::from_secs(10),
-                "nats-server did not start with the shipped configuration: {}",
-                std::fs::read_to_string(dir.path().join("server.log")).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        assert!(
-            conf.contains(&format!("cert_file: {}", cert.display())),
-            "the shipped nats.conf has no TLS certificate to replace"
-        );
-        Server {
-            child,
-            url: format!("tls://127.0.0.1:{port}"),
-            dir,
-            ca: cert,
-        }
-    }
-
-    fn auth(&self, user: &str) -> NatsAuth {
-        NatsAuth {
-            user: user.into(),
-            password_file: self.password_file(user),
-            ca_file: self.ca.clone(),
-            ..Default::default()
-        }
-    }
-
-    fn password_file(&self, user: &str) -> PathBuf {
-        self.dir.path().join(user)
-    }
-
-    /// A client as `user`, with short request timeouts: a denied publish gets no answer.
-    async fn client(&self, user: &str) -> Result<async_nats::Client> {
-        let opts = self
-            .auth(user)
-            .apply(async_nats::ConnectOptions::new())
-            .map_err(anyhow::Error::msg)?
-            .request_timeout(Some(Duration::from_millis(1500)));
-        Ok(opts.connect(&self.url).await?)
-    }
-}
 
 fn now() -> String {
     humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
@@ -201,7 +58,7 @@ fn state(node: &str) -> NodeSafetyState {
 }
 
 /// What a credential may not do to the control plane and the record.
-async fn control_plane_is_closed_to(server: &Server, user: &str) -> Result<()> {
+async fn control_plane_is_closed_to(server: &ShippedNats, user: &str) -> Result<()> {
     let client = server.client(user).await?;
     let cp = ControlPlane::from_client(client.clone());
     ensure!(
@@ -245,7 +102,7 @@ async fn control_plane_is_closed_to(server: &Server, user: &str) -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_credential_can_do_its_job_and_nothing_more() -> Result<()> {
-    let server = Server::start();
+    let server = ShippedNats::start();
 
     // Nobody gets in without TLS, even with the right password; nobody is anonymous; a wrong
     // password is refused.
