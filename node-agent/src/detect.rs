@@ -694,7 +694,7 @@ fn alert(
         time: humantime::format_rfc3339_nanos(crate::events::wall_time(ev.hdr.ts_ns)).to_string(),
         node: node.to_owned(),
         rule: r.name.clone(),
-        priority: format!("{:?}", r.priority).to_lowercase(),
+        priority: r.priority.as_str().to_owned(),
         tags: r.tags.clone(),
         output: r.render_output(view, redact),
         container: ev.container.as_deref().cloned(),

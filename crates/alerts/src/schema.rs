@@ -1,93 +1,10 @@
 //! The one alert schema every channel carries (JetStream, spool, CLI, evidence manifests).
 
 use serde::{Deserialize, Serialize};
-use std::{fmt, str::FromStr, time::SystemTime};
+use std::time::SystemTime;
 
-/// Falco's priorities, most severe first.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Priority {
-    /// System is unusable.
-    Emergency,
-    /// Action must be taken immediately.
-    Alert,
-    /// Critical conditions.
-    Critical,
-    /// Error conditions.
-    Error,
-    /// Warning conditions.
-    Warning,
-    /// Normal but significant.
-    Notice,
-    /// Informational.
-    Informational,
-    /// Debugging.
-    Debug,
-}
-
-impl Priority {
-    /// Every priority, most severe first.
-    pub const ALL: [Priority; 8] = [
-        Priority::Emergency,
-        Priority::Alert,
-        Priority::Critical,
-        Priority::Error,
-        Priority::Warning,
-        Priority::Notice,
-        Priority::Informational,
-        Priority::Debug,
-    ];
-
-    /// The lowercase name, as used in subjects.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Priority::Emergency => "emergency",
-            Priority::Alert => "alert",
-            Priority::Critical => "critical",
-            Priority::Error => "error",
-            Priority::Warning => "warning",
-            Priority::Notice => "notice",
-            Priority::Informational => "informational",
-            Priority::Debug => "debug",
-        }
-    }
-
-    /// True if `self` is at least as severe as `min`.
-    pub fn at_least(self, min: Priority) -> bool {
-        self <= min
-    }
-}
-
-impl fmt::Display for Priority {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// An unknown priority name.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown priority `{0}` (emergency, alert, critical, error, warning, notice, informational, debug)")]
-pub struct BadPriority(pub String);
-
-impl FromStr for Priority {
-    type Err = BadPriority;
-    /// Case-insensitive, accepting Falco's spellings (`WARNING`, `Informational`, `info`).
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let l = s.trim().to_ascii_lowercase();
-        let l = match l.as_str() {
-            "info" => "informational",
-            "warn" => "warning",
-            "err" => "error",
-            "crit" => "critical",
-            "emerg" => "emergency",
-            other => other,
-        };
-        Priority::ALL
-            .into_iter()
-            .find(|p| p.as_str() == l)
-            .ok_or_else(|| BadPriority(s.to_owned()))
-    }
-}
+/// Falco's priorities: one definition for rules, profiles and alerts.
+pub use brainbox_profile::{BadPriority, Priority};
 
 /// The container an alert is about.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]

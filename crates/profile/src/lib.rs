@@ -6,7 +6,10 @@
 //! error, not a silently ignored key.
 
 pub mod egress;
+pub mod priority;
 pub mod zones;
+
+pub use priority::{BadPriority, Priority};
 
 use serde::Deserialize;
 use std::{
@@ -126,7 +129,7 @@ fn default_rate() -> RateLimit {
     }
 }
 
-/// Falco priorities in increasing severity (see [`priority_rank`] for the short forms).
+/// Falco priorities in increasing severity (see [`Priority::parse`] for the short forms).
 pub const PRIORITIES: &[&str] = &[
     "debug",
     "informational",
@@ -138,19 +141,9 @@ pub const PRIORITIES: &[&str] = &[
     "emergency",
 ];
 
-/// The severity rank of a priority name (case-insensitive; the syslog short forms `emerg`,
-/// `crit`, `err`, `warn` and `info` too), or `None` if unknown.
+/// The severity rank of a priority name (see [`Priority::parse`]), or `None` if unknown.
 pub fn priority_rank(p: &str) -> Option<usize> {
-    let p = p.trim().to_ascii_lowercase();
-    let p = match p.as_str() {
-        "emerg" => "emergency",
-        "crit" => "critical",
-        "err" => "error",
-        "warn" => "warning",
-        "info" => "informational",
-        other => other,
-    };
-    PRIORITIES.iter().position(|x| *x == p)
+    Priority::parse(p).map(Priority::rank)
 }
 
 impl Match {

@@ -104,59 +104,8 @@ impl fmt::Display for Warning {
     }
 }
 
-/// Falco priorities, most severe first.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
-pub enum Priority {
-    /// System is unusable.
-    Emergency,
-    /// Act now.
-    Alert,
-    /// Critical.
-    Critical,
-    /// Error.
-    Error,
-    /// Warning.
-    Warning,
-    /// Notice.
-    Notice,
-    /// Informational.
-    Informational,
-    /// Debug.
-    Debug,
-}
-
-impl Priority {
-    /// Parses Falco's spelling (case-insensitive; `INFO` is `INFORMATIONAL`), and the syslog
-    /// short forms `emerg`, `crit`, `err`, `warn` that profiles and `brainboxctl` take too.
-    pub fn parse(s: &str) -> Option<Priority> {
-        Some(match s.trim().to_ascii_lowercase().as_str() {
-            "emergency" | "emerg" => Priority::Emergency,
-            "alert" => Priority::Alert,
-            "critical" | "crit" => Priority::Critical,
-            "error" | "err" => Priority::Error,
-            "warning" | "warn" => Priority::Warning,
-            "notice" => Priority::Notice,
-            "informational" | "info" => Priority::Informational,
-            "debug" => Priority::Debug,
-            _ => return None,
-        })
-    }
-}
-
-impl fmt::Display for Priority {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Priority::Emergency => "Emergency",
-            Priority::Alert => "Alert",
-            Priority::Critical => "Critical",
-            Priority::Error => "Error",
-            Priority::Warning => "Warning",
-            Priority::Notice => "Notice",
-            Priority::Informational => "Informational",
-            Priority::Debug => "Debug",
-        })
-    }
-}
+/// Falco priorities (one definition for rules, profiles and alerts).
+pub use brainbox_profile::Priority;
 
 /// One piece of a condition (a definition plus any appended parts), with where it came from.
 #[derive(Clone, Debug)]
