@@ -54,6 +54,12 @@ pub const NATS_SECRET_PATH: &str = "/run/secrets/brainbox-nats";
 pub const REDACT_KEY_VOLUME: &str = "brainbox-redact-key";
 /// Where that key is mounted in the sidecar.
 pub const REDACT_KEY_PATH: &str = "/run/secrets/brainbox-redact";
+/// Volume holding the sidecar binary for `logwrap` (with `--wrap-stdout`).
+pub const BIN_VOLUME: &str = "brainbox-bin";
+/// Where that binary is (read-only in workload containers).
+pub const BIN_PATH: &str = "/run/brainbox/bin";
+/// Name of the init container that copies the sidecar binary into [`BIN_VOLUME`].
+pub const LOGWRAP_INSTALL_NAME: &str = "brainbox-logwrap-install";
 /// Where the sidecar and workloads find the SVID files.
 pub const SVID_PATH: &str = "/run/svid";
 /// Where the Workload API socket directory is mounted.
@@ -89,6 +95,11 @@ pub struct InjectConfig {
     /// least 16 bytes). Pods given the same key give the same secret the same fingerprint;
     /// without one each sidecar draws a random key and fingerprints correlate only within it.
     pub redact_key_secret: Option<String>,
+    /// Run every workload container's `command` under `brainbox-sidecar logwrap`, so what the
+    /// agent prints goes through the sidecar's redaction instead of to the node unredacted.
+    /// A container without an explicit `command` is refused (its image's entrypoint is not
+    /// known here).
+    pub wrap_stdout: bool,
 }
 
 /// Where the sidecar publishes redacted logs when they go to NATS.
@@ -114,6 +125,7 @@ impl Default for InjectConfig {
             csi_driver: "csi.spiffe.io".into(),
             logs_nats: None,
             redact_key_secret: None,
+            wrap_stdout: false,
         }
     }
 }
@@ -323,6 +335,7 @@ pub fn inject_pod(
         LOGS_VOLUME,
         NATS_SECRET_VOLUME,
         REDACT_KEY_VOLUME,
+        BIN_VOLUME,
     ] {
         if taken.contains(&name) {
             return Err(refused(
@@ -375,7 +388,7 @@ pub fn inject_pod(
         let mounts = c.volume_mounts.get_or_insert_with(Vec::new);
         if let Some(m) = mounts
             .iter()
-            .find(|m| m.mount_path == SVID_PATH || m.mount_path == LOGS_PATH)
+            .find(|m| [SVID_PATH, LOGS_PATH, BIN_PATH].contains(&m.mount_path.as_str()))
         {
             return Err(refused(
                 object,
@@ -397,6 +410,32 @@ pub fn inject_pod(
             read_only: Some(true),
             ..Default::default()
         });
+        if cfg.wrap_stdout {
+            let Some(command) = c.command.as_mut().filter(|c| !c.is_empty()) else {
+                return Err(refused(
+                    object,
+                    format!(
+                        "container `{}` has no `command`: --wrap-stdout wraps the command, and \
+                         the image's entrypoint is not known here; set `command`",
+                        c.name
+                    ),
+                ));
+            };
+            command.splice(
+                0..0,
+                [
+                    format!("{BIN_PATH}/brainbox-sidecar"),
+                    "logwrap".to_string(),
+                    "--".to_string(),
+                ],
+            );
+            mounts.push(VolumeMount {
+                name: BIN_VOLUME.into(),
+                mount_path: BIN_PATH.into(),
+                read_only: Some(true),
+                ..Default::default()
+            });
+        }
         if !mounts.iter().any(|m| m.mount_path == "/tmp") {
             mounts.push(VolumeMount {
                 name: TMP_VOLUME.into(),
@@ -417,9 +456,12 @@ pub fn inject_pod(
     // The sidecar, as a native sidecar (an init container that keeps running, Kubernetes ≥
     // 1.29): it is up, with its egress proxy and SVID, before any workload container starts,
     // and it does not keep a Job from completing.
-    spec.init_containers
-        .get_or_insert_with(Vec::new)
-        .insert(0, sidecar_container(cfg));
+    let init = spec.init_containers.get_or_insert_with(Vec::new);
+    init.insert(0, sidecar_container(cfg));
+    if cfg.wrap_stdout {
+        // After the sidecar, before anything of the pod's: the binary `logwrap` runs.
+        init.insert(1, logwrap_installer(cfg));
+    }
 
     let volumes = spec.volumes.get_or_insert_with(Vec::new);
     volumes.push(Volume {
@@ -484,6 +526,16 @@ pub fn inject_pod(
     }
     if let Some(k) = &cfg.redact_key_secret {
         volumes.push(secret(REDACT_KEY_VOLUME, k, &["key"]));
+    }
+    if cfg.wrap_stdout {
+        volumes.push(Volume {
+            name: BIN_VOLUME.into(),
+            empty_dir: Some(EmptyDirVolumeSource {
+                medium: None,
+                size_limit: Some(Quantity("64Mi".into())),
+            }),
+            ..Default::default()
+        });
     }
 
     let labels = meta.labels.get_or_insert_with(BTreeMap::new);
@@ -610,6 +662,26 @@ fn pipeline_env(cfg: &InjectConfig) -> Vec<EnvVar> {
         ]);
     }
     env
+}
+
+/// The init container that copies the sidecar binary into [`BIN_VOLUME`] for `logwrap`: the
+/// sidecar's image, user and confinement, and nothing else.
+fn logwrap_installer(cfg: &InjectConfig) -> Container {
+    let sidecar = sidecar_container(cfg);
+    Container {
+        name: LOGWRAP_INSTALL_NAME.into(),
+        image: sidecar.image,
+        args: Some(vec!["install-logwrap".into(), BIN_PATH.into()]),
+        security_context: sidecar.security_context,
+        volume_mounts: Some(vec![VolumeMount {
+            name: BIN_VOLUME.into(),
+            mount_path: BIN_PATH.into(),
+            ..Default::default()
+        }]),
+        resources: sidecar.resources,
+        termination_message_policy: sidecar.termination_message_policy,
+        ..Default::default()
+    }
 }
 
 fn sidecar_container(cfg: &InjectConfig) -> Container {

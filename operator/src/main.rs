@@ -118,6 +118,11 @@ struct InjectOptions {
     /// sidecar).
     #[arg(long, env = "BRAINBOX_REDACT_KEY_SECRET")]
     redact_key_secret: Option<String>,
+    /// Run each workload container's `command` under `brainbox-sidecar logwrap`: what the agent
+    /// prints goes through the sidecar's redaction instead of to the node unredacted. A
+    /// container without an explicit `command` is refused.
+    #[arg(long, env = "BRAINBOX_WRAP_STDOUT")]
+    wrap_stdout: bool,
 }
 
 impl InjectOptions {
@@ -131,6 +136,7 @@ impl InjectOptions {
             secret: self.logs_nats_secret,
         });
         cfg.redact_key_secret = self.redact_key_secret;
+        cfg.wrap_stdout = self.wrap_stdout;
         cfg
     }
 }

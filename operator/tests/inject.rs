@@ -375,15 +375,19 @@ fn the_apparmor_profiles_allow_what_the_injector_mounts() {
             "tls://nats:4222",
             "--redact-key-secret",
             "k",
+            "--wrap-stdout",
         ],
         Some(&input),
     );
     assert_eq!(code, 0, "{err}");
     let (_, t) = pod_templates(&out).remove(0);
     let spec = t.spec.unwrap();
-    let sidecar = &spec.init_containers.as_ref().unwrap()[0];
-    let mounts: Vec<_> = sidecar.volume_mounts.iter().flatten().collect();
-    assert!(mounts.len() >= 5, "{mounts:?}");
+    // The sidecar and the logwrap installer run the sidecar's binary under its profile.
+    let mounts: Vec<_> = spec.init_containers.as_ref().unwrap()[..2]
+        .iter()
+        .flat_map(|c| c.volume_mounts.iter().flatten())
+        .collect();
+    assert!(mounts.len() >= 6, "{mounts:?}");
     for m in mounts {
         let perms = rule(&m.mount_path).unwrap_or_else(|| {
             panic!(
@@ -403,4 +407,93 @@ fn the_apparmor_profiles_allow_what_the_injector_mounts() {
                 && l.contains("peer=(label=brainbox-sidecar)")),
         "apparmor/brainbox-workload does not let the workload connect to the sidecar's socket"
     );
+}
+
+/// `--wrap-stdout`: each workload command runs under `brainbox-sidecar logwrap` from a
+/// read-only copy the installer init container puts into the pod (after the sidecar, before
+/// the pod's own init containers); the pod still passes `restricted`; a container without an
+/// explicit `command` is refused rather than left printing unredacted.
+#[test]
+fn wrap_stdout_wraps_each_command_and_refuses_a_container_without_one() {
+    let input = "apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: coder
+spec:
+  selector:
+    matchLabels: {app: coder}
+  template:
+    metadata:
+      labels: {app: coder}
+    spec:
+      securityContext: {runAsUser: 1000}
+      initContainers:
+        - name: fetch
+          image: tools:3
+          command: [\"sh\", \"-c\", \"echo fetching\"]
+      containers:
+        - name: agent
+          image: agent:7
+          command: [\"python3\", \"-m\", \"agent\"]
+          args: [\"--task\", \"review\"]
+";
+    let (code, out, err) = run_cli(
+        &[
+            "inject",
+            "-f",
+            "-",
+            "--sidecar-image",
+            IMAGE,
+            "--wrap-stdout",
+        ],
+        Some(input),
+    );
+    assert_eq!(code, 0, "{err}");
+    let (kind, t) = pod_templates(&out).remove(0);
+    let meta = t.metadata.unwrap_or_default();
+    let spec = t.spec.unwrap();
+    let v = check_restricted(&meta, &spec);
+    assert!(v.is_empty(), "{kind} fails restricted: {v:#?}");
+    let init = spec.init_containers.as_ref().unwrap();
+    assert_eq!(init[0].name, "brainbox-sidecar");
+    assert_eq!(init[1].name, "brainbox-logwrap-install");
+    assert_eq!(init[1].image.as_deref(), Some(IMAGE));
+    assert_eq!(
+        init[1].args.as_deref(),
+        Some(
+            &[
+                "install-logwrap".to_string(),
+                "/run/brainbox/bin".to_string()
+            ][..]
+        )
+    );
+    let original = pod_templates(input).remove(0).1.spec.unwrap();
+    let workloads = spec.containers.iter().chain(&init[2..]);
+    let before = original
+        .containers
+        .iter()
+        .chain(original.init_containers.iter().flatten());
+    for (c, o) in workloads.zip(before) {
+        let cmd = c.command.clone().unwrap();
+        assert_eq!(
+            cmd[..3],
+            ["/run/brainbox/bin/brainbox-sidecar", "logwrap", "--"],
+            "{}",
+            c.name
+        );
+        assert_eq!(&cmd[3..], &o.command.clone().unwrap()[..], "{}", c.name);
+        assert_eq!(c.args, o.args, "{}", c.name);
+        let bin = c
+            .volume_mounts
+            .iter()
+            .flatten()
+            .find(|m| m.name == "brainbox-bin")
+            .unwrap();
+        assert_eq!(bin.read_only, Some(true));
+    }
+
+    let no_command = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\nspec:\n  containers:\n  - name: a\n    image: x\n";
+    let (code, _, err) = run_cli(&["inject", "-f", "-", "--wrap-stdout"], Some(no_command));
+    assert_eq!(code, 65, "{err}");
+    assert!(err.contains("container `a` has no `command`"), "{err}");
 }

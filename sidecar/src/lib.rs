@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod egress;
+pub mod logwrap;
 pub mod redact;
 pub mod sandbox;
 pub mod svid;

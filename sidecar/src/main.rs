@@ -32,10 +32,65 @@ enum Command {
         #[arg(long)]
         spiffe_id: Option<String>,
     },
+    /// Run a command with its stdout and stderr going to the pod's log socket (through the
+    /// sidecar's redaction) instead of the container log; exits with its status. Refuses to
+    /// start the command without the socket.
+    Logwrap {
+        /// The log socket.
+        #[arg(long, env = "BRAINBOX_LOG_SOCKET")]
+        socket: PathBuf,
+        /// Longest line sent whole, bytes (longer ones are sent in pieces).
+        #[arg(long, default_value_t = 1 << 20)]
+        max_line_bytes: usize,
+        /// The command and its arguments.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+        command: Vec<std::ffi::OsString>,
+    },
+    /// Copy this binary to DIR/brainbox-sidecar (mode 0755), for `logwrap` in other
+    /// containers of the pod (the injector's init container does this).
+    InstallLogwrap {
+        /// Target folder.
+        dir: PathBuf,
+    },
+}
+
+/// `install-logwrap`: this very binary, copied where the pod's other containers can run it.
+fn install_logwrap(dir: &std::path::Path) -> std::io::Result<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let to = dir.join("brainbox-sidecar");
+    let tmp = dir.join(".brainbox-sidecar.tmp");
+    std::fs::copy("/proc/self/exe", &tmp)?;
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755))?;
+    std::fs::rename(&tmp, &to)?;
+    Ok(to)
 }
 
 fn main() {
     let cli = Cli::parse();
+    // These two run in or for the agent's containers: no configuration, no sandbox (the
+    // sidecar's seccomp filter forbids starting programs).
+    match &cli.command {
+        Some(Command::Logwrap {
+            socket,
+            max_line_bytes,
+            command,
+        }) => std::process::exit(brainbox_sidecar::logwrap::run(
+            socket,
+            command,
+            *max_line_bytes,
+        )),
+        Some(Command::InstallLogwrap { dir }) => match install_logwrap(dir) {
+            Ok(to) => {
+                println!("installed {}", to.display());
+                std::process::exit(0)
+            }
+            Err(e) => {
+                eprintln!("brainbox-sidecar install-logwrap {}: {e}", dir.display());
+                std::process::exit(1)
+            }
+        },
+        _ => {}
+    }
     let cfg: SidecarConfig = match brainbox_common::config::load(cli.config.as_deref()) {
         Ok(c) => c,
         Err(e) => {
@@ -61,6 +116,9 @@ fn main() {
         }
     };
     match cli.command.unwrap_or(Command::Run) {
+        Command::Logwrap { .. } | Command::InstallLogwrap { .. } => {
+            unreachable!("handled before the configuration is loaded")
+        }
         Command::SvidFetch {
             audience,
             spiffe_id,

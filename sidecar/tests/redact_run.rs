@@ -483,3 +483,97 @@ fn run_exits_when_the_redaction_output_fails() {
     };
     assert_eq!(status.code(), Some(1));
 }
+
+/// `brainbox-sidecar logwrap`, as `brainboxctl inject --wrap-stdout` runs an agent: its stdout
+/// and stderr reach the sidecar's redaction through the log socket and nothing is printed; its
+/// exit status is logwrap's; SIGTERM reaches it; and without the socket the command is not run
+/// at all (its output would leave the pod unredacted).
+#[test]
+fn logwrap_sends_a_commands_output_through_the_socket_and_keeps_its_status() {
+    let s = Setup::new();
+    let out = s.dir.path().join("redacted.log");
+    let sidecar = s.start(&format!(
+        "output = \"file\"\noutput_file = \"{}\"\n",
+        out.display()
+    ));
+    let wrap = |args: &[&str]| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_brainbox-sidecar"));
+        c.args(["logwrap", "--socket"])
+            .arg(s.socket())
+            .arg("--")
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        c
+    };
+    let o = wrap(&[
+        "sh",
+        "-c",
+        "echo 'cloning with token=ghp_0123456789abcdefghijABCDEFGHIJ012345'; \
+         echo 'to stderr' >&2; printf 'no newline'; exit 3",
+    ])
+    .output()
+    .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        o.stdout.is_empty(),
+        "printed: {:?}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    wait_for(20, "three lines", || {
+        s.metric("brainbox_redact_lines_out_total") >= 3
+    });
+
+    // SIGTERM is forwarded; the child's answer and status come back.
+    let mut child = wrap(&[
+        "sh",
+        "-c",
+        "trap 'echo got TERM; exit 7' TERM; echo ready; while :; do sleep 0.1; done",
+    ])
+    .spawn()
+    .unwrap();
+    wait_for(20, "ready", || {
+        std::fs::read_to_string(&out).is_ok_and(|t| t.contains("ready"))
+    });
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(7));
+    wait_for(20, "the trap's line", || {
+        std::fs::read_to_string(&out).is_ok_and(|t| t.contains("got TERM"))
+    });
+    assert!(sidecar.terminate().success());
+    let text = std::fs::read_to_string(&out).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(
+        lines.contains(&"to stderr") && lines.contains(&"no newline"),
+        "{text}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("cloning with token=[REDACTED:")),
+        "{text}"
+    );
+    assert!(!text.contains("ghp_0123"), "{text}");
+
+    // No socket: the command does not run.
+    let marker = s.dir.path().join("ran");
+    let o = Command::new(env!("CARGO_BIN_EXE_brainbox-sidecar"))
+        .args(["logwrap", "--socket"])
+        .arg(s.dir.path().join("absent.sock"))
+        .args(["--", "touch"])
+        .arg(&marker)
+        .env("BRAINBOX_LOGWRAP_CONNECT_SECS", "1")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(69));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("not starting"));
+    assert!(!marker.exists(), "the command ran without the socket");
+}

@@ -16,7 +16,8 @@ use brainbox_lab::{
 };
 use brainbox_sidecar::config::SidecarConfig;
 use brainboxctl::inject::{
-    inject_object, InjectConfig, LogsNats, LOGS_PATH, LOG_SOCKET, LOG_SOCKET_ENV, SIDECAR_NAME,
+    inject_object, InjectConfig, LogsNats, BIN_PATH, LOGS_PATH, LOG_SOCKET, LOG_SOCKET_ENV,
+    SIDECAR_NAME,
 };
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
@@ -344,4 +345,112 @@ fn an_injected_sidecar_publishes_redacted_logs_to_the_shipped_nats() {
     );
     assert!(!first.contains(token));
     assert_eq!(lines[1]["line"], "agent-0 done");
+}
+
+/// `inject --wrap-stdout` in a lab pod: the installer (the sidecar image, as its init
+/// container would run) copies the binary into the pod's `brainbox-bin` folder, and the agent
+/// runs the injected command, `brainbox-sidecar logwrap -- sh -c …`, from it. What the agent
+/// prints reaches the sidecar's stdout redacted, and the agent container's own log (what the
+/// kubelet would ship) stays empty.
+#[test]
+fn a_wrapped_agents_prints_leave_only_through_the_sidecar() {
+    require::lab();
+    let token = "ghp_R2d2C3poBB8LukeLeia0123456789abcdEFG";
+    let script =
+        format!("echo 'cloning with token {token}'; echo 'to stderr' >&2; exec sleep 86400");
+    let pod = json!({
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "agent-0"},
+        "spec": {"containers": [{"name": "agent", "image": "agent:1",
+            "command": ["sh", "-c", script]}]}
+    });
+    let cfg = InjectConfig {
+        wrap_stdout: true,
+        ..Default::default()
+    };
+    let out = inject_object(&pod, &cfg).unwrap();
+    let agent = &out["spec"]["containers"][0];
+    let command: Vec<String> = agent["command"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(command[1], "logwrap");
+    // The environments do not depend on wrapping (`injected` uses a pod without a command).
+    let (sidecar_env, workload_env) = injected(&InjectConfig::default());
+
+    let dir = tempfile::tempdir().unwrap();
+    let (logs, bin) = (dir.path().join("logs"), dir.path().join("bin"));
+    for d in [&logs, &bin] {
+        std::fs::create_dir(d).unwrap();
+        nix::unistd::chown(
+            d,
+            Some(nix::unistd::Uid::from_raw(65532)),
+            Some(nix::unistd::Gid::from_raw(65532)),
+        )
+        .unwrap();
+    }
+    // The installer init container.
+    let image = brainbox_lab::images::sidecar_image().unwrap();
+    let installed = brainbox_lab::docker::docker(&[
+        "run",
+        "--rm",
+        "--read-only",
+        "--cap-drop",
+        "ALL",
+        "--security-opt",
+        "no-new-privileges",
+        "--volume",
+        &format!("{}:{BIN_PATH}", bin.display()),
+        &image,
+        "install-logwrap",
+        BIN_PATH,
+    ])
+    .unwrap();
+    assert!(installed.contains("installed"), "{installed}");
+
+    let name = unique("logwrap");
+    let mut spec = PodSpec::new(&name);
+    spec.profile = None;
+    spec.sidecar_args = vec!["--volume".into(), format!("{}:{LOGS_PATH}", logs.display())];
+    for (k, v) in sidecar_env
+        .iter()
+        .filter(|(k, _)| k.starts_with("BRAINBOX_REDACT__"))
+    {
+        spec.sidecar_args
+            .extend(["--env".into(), format!("{k}={v}")]);
+    }
+    spec.agent_args = vec![
+        "--volume".into(),
+        format!("{}:{LOGS_PATH}:ro", logs.display()),
+        "--volume".into(),
+        format!("{}:{BIN_PATH}:ro", bin.display()),
+    ];
+    for (k, v) in &workload_env {
+        spec.agent_args.extend(["--env".into(), format!("{k}={v}")]);
+    }
+    let argv: Vec<&str> = command.iter().map(String::as_str).collect();
+    spec.agent_cmd = &argv;
+    let pod = Pod::start(&spec).unwrap();
+    let got = wait_for(30, "the agent's two lines on the sidecar's stdout", || {
+        let e = envelopes(&pod.sidecar.id);
+        (e.len() >= 2).then_some(e)
+    });
+    let lines: Vec<&str> = got.iter().map(|v| v["line"].as_str().unwrap()).collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("cloning with token [REDACTED:")),
+        "{lines:?}"
+    );
+    assert!(lines.contains(&"to stderr"), "{lines:?}");
+    assert!(!stdout_of(&pod.sidecar.id).contains(token));
+    // The agent container's own log, which the kubelet would ship: nothing.
+    let own = docker_output(&["logs", &pod.agent.id]).unwrap();
+    assert!(
+        own.stdout.is_empty() && own.stderr.is_empty(),
+        "the agent's own log: {:?} {:?}",
+        String::from_utf8_lossy(&own.stdout),
+        String::from_utf8_lossy(&own.stderr)
+    );
 }
