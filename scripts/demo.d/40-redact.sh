@@ -56,7 +56,13 @@ python3 -c 'import os, socket, sys
 os.setgid(65534); os.setuid(65534)
 s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])
 s.sendall(b"2026-11-25T16:20:30Z INFO via the socket, as uid %d: AWS key AKIAZ7QL3V4XNW2PKMBE\n" % os.getuid())' "$work/log.sock"
-for _ in $(seq 100); do [ "$(wc -l < "$work/redacted.jsonl" 2>/dev/null || echo 0)" -ge 6 ] && break; sleep 0.1; done
+# An agent that just prints (`inject --wrap-stdout` runs its command under logwrap): its stdout
+# goes to the socket, nothing to the terminal.
+echo "--- brainbox-sidecar logwrap -- sh -c 'echo …' prints (nothing; exit status kept):"
+"$BIN/brainbox-sidecar" logwrap --socket "$work/log.sock" -- \
+  sh -c 'echo "2026-11-25T16:20:31Z INFO printed to stdout: DATABASE_URL=postgres://app:Tr0ub4dor&3@db:5432/x"; exit 0'
+echo "(exit $?)"
+for _ in $(seq 100); do [ "$(wc -l < "$work/redacted.jsonl" 2>/dev/null || echo 0)" -ge 7 ] && break; sleep 0.1; done
 echo "--- brainbox-sidecar run, [redact.pipeline] tailing agent.log and listening on log.sock → redacted.jsonl:"
 cat "$work/redacted.jsonl"
 echo "--- its metrics:"

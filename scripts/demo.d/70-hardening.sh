@@ -30,3 +30,7 @@ echo
 echo "brainboxctl inject -f deploy/kubernetes/50-example-brainbox.yaml (excerpt):"
 "$BIN/brainboxctl" inject -f "$ROOT/deploy/kubernetes/50-example-brainbox.yaml" \
   | grep -E 'name: brainbox-|restartPolicy|localhostProfile|readOnlyRootFilesystem|driver:|medium:|LOG_SOCKET|PIPELINE__SOCKET' | sort | uniq -c | sed 's/^/  /'
+echo "brainboxctl inject --wrap-stdout: the agent's command runs under logwrap, from a copy an init container installs:"
+printf 'apiVersion: v1\nkind: Pod\nmetadata: {name: coder}\nspec:\n  containers:\n  - name: agent\n    image: agent:1\n    command: [python3, -m, agent]\n' \
+  | "$BIN/brainboxctl" inject -f - --wrap-stdout \
+  | grep -E -A6 '^  - command:|name: brainbox-logwrap-install' | grep -E 'command:|^ *- |name: brainbox-logwrap' | sed -n '1,8p' | sed 's/^/  /'
