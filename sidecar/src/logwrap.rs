@@ -262,4 +262,34 @@ mod tests {
         assert_eq!(through(b"a\n\nb\n", 16), b"a\n\nb\n");
         assert_eq!(through(b"", 16), b"");
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(300))]
+        /// Whatever the child prints: no byte is lost, added or reordered (only newlines are
+        /// added, where a line is cut or the output ends without one), no line is longer than
+        /// the limit, and output whose lines fit comes through unchanged.
+        #[test]
+        fn no_byte_lost_and_lines_bounded(
+            input in proptest::collection::vec(
+                proptest::prop_oneof![4 => proptest::prelude::any::<u8>(), 1 => proptest::strategy::Just(b'\n')],
+                0..400,
+            ),
+            max in 16usize..64,
+        ) {
+            let out = through(&input, max);
+            let strip = |v: &[u8]| v.iter().copied().filter(|b| *b != b'\n').collect::<Vec<u8>>();
+            proptest::prop_assert_eq!(strip(&out), strip(&input));
+            proptest::prop_assert!(out.is_empty() || out.ends_with(b"\n"));
+            for l in out.split(|b| *b == b'\n') {
+                proptest::prop_assert!(l.len() <= max);
+            }
+            let fits = input.split(|b| *b == b'\n').all(|l| l.len() < max);
+            if fits && (input.is_empty() || input.ends_with(b"\n")) {
+                proptest::prop_assert_eq!(&out, &input);
+            }
+            // Newlines are only added: the input's own line breaks are all there.
+            let count = |v: &[u8]| v.iter().filter(|b| **b == b'\n').count();
+            proptest::prop_assert!(count(&out) >= count(&input));
+        }
+    }
 }
