@@ -13,12 +13,13 @@
 //! - forwards SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 to the child, and exits with
 //!   the child's status (128 + the signal if it was killed by one).
 //!
-//! It does not reap orphans: as PID 1 of a container it is no init system (as without it).
+//! - reaps what is left to it: it is the child subreaper of its command's process tree (and
+//!   PID 1 of the container), so orphaned grandchildren that exit do not stay zombies.
 
 use std::{
     ffi::OsString,
     io::{BufRead, BufReader, Read, Write},
-    os::unix::{net::UnixStream, process::ExitStatusExt},
+    os::unix::net::UnixStream,
     path::{Path, PathBuf},
     process::{Command, Stdio},
     sync::{Arc, Mutex},
@@ -165,6 +166,8 @@ pub fn run(socket: &Path, cmd: &[OsString], max_line: usize) -> i32 {
         }
     };
     let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    // Orphans of the command's tree come to us (as to PID 1), to be reaped below.
+    let _ = nix::sys::prctl::set_child_subreaper(true);
     std::thread::spawn(move || {
         while let Ok(sig) = forwarded.wait() {
             let _ = nix::sys::signal::kill(pid, sig);
@@ -183,13 +186,21 @@ pub fn run(socket: &Path, cmd: &[OsString], max_line: usize) -> i32 {
         let sink = sink.clone();
         readers.push(std::thread::spawn(move || pump(err, &sink, max_line)));
     }
-    let status = match child.wait() {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("brainbox-sidecar logwrap: waiting for the command: {e}");
-            return 1;
+    // Wait for any child: the command, or an orphan to reap, until the command has exited.
+    let code = loop {
+        use nix::sys::wait::{waitpid, WaitStatus};
+        match waitpid(None, None) {
+            Ok(WaitStatus::Exited(p, c)) if p == pid => break c,
+            Ok(WaitStatus::Signaled(p, sig, _)) if p == pid => break 128 + sig as i32,
+            Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => {
+                eprintln!("brainbox-sidecar logwrap: waiting for the command: {e}");
+                return 1;
+            }
         }
     };
+    // The command was reaped above, not through `child`.
+    drop(child);
     // What the child wrote before it exited is in the pipes: read it out. A grandchild that
     // kept the pipes open gets a few seconds, not forever.
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -206,9 +217,7 @@ pub fn run(socket: &Path, cmd: &[OsString], max_line: usize) -> i32 {
             let _ = st.flush();
         }
     }
-    status
-        .code()
-        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
+    code
 }
 
 #[cfg(test)]

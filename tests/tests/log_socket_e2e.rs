@@ -356,8 +356,11 @@ fn an_injected_sidecar_publishes_redacted_logs_to_the_shipped_nats() {
 fn a_wrapped_agents_prints_leave_only_through_the_sidecar() {
     require::lab();
     let token = "ghp_R2d2C3poBB8LukeLeia0123456789abcdEFG";
-    let script =
-        format!("echo 'cloning with token {token}'; echo 'to stderr' >&2; exec sleep 86400");
+    // The `( … &)` leaves an orphan that exits at once: logwrap, PID 1 of the container, must
+    // reap it.
+    let script = format!(
+        "(sleep 0.1 &); echo 'cloning with token {token}'; echo 'to stderr' >&2; exec sleep 86400"
+    );
     let pod = json!({
         "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "agent-0"},
         "spec": {"containers": [{"name": "agent", "image": "agent:1",
@@ -445,6 +448,38 @@ fn a_wrapped_agents_prints_leave_only_through_the_sidecar() {
     );
     assert!(lines.contains(&"to stderr"), "{lines:?}");
     assert!(!stdout_of(&pod.sidecar.id).contains(token));
+    // PID 1 (logwrap) reaped the orphan: its only child is the command, and no zombie.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let children = pod
+            .agent
+            .exec_ok(&["cat", "/proc/1/task/1/children"])
+            .unwrap();
+        let pids: Vec<&str> = children.split_whitespace().collect();
+        let states: Vec<String> = pids
+            .iter()
+            .map(|p| {
+                let stat = pod
+                    .agent
+                    .exec_ok(&["cat", &format!("/proc/{p}/stat")])
+                    .unwrap_or_default();
+                stat.rsplit(") ")
+                    .next()
+                    .unwrap_or("")
+                    .chars()
+                    .take(1)
+                    .collect()
+            })
+            .collect();
+        if pids.len() == 1 && !states.iter().any(|s| s == "Z") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "PID 1's children {pids:?} in states {states:?}: an orphan was not reaped"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
     // The agent container's own log, which the kubelet would ship: nothing.
     let own = docker_output(&["logs", &pod.agent.id]).unwrap();
     assert!(
