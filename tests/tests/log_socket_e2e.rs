@@ -125,26 +125,37 @@ fn wait_for<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
     }
 }
 
-#[test]
-fn an_agent_logs_through_the_socket_and_only_redacted_lines_leave() {
-    require::lab();
-    let (sidecar_env, workload_env) = injected(&InjectConfig::default());
-    // The pod's emptyDir: a folder of the sidecar's user, as the kubelet makes it writable to
-    // the pod (fsGroup) and the sidecar creates the socket in it.
-    let dir = tempfile::tempdir().unwrap();
-    let logs = dir.path().join("logs");
-    std::fs::create_dir(&logs).unwrap();
+/// A folder of the sidecar's user under `parent`, as the kubelet makes an emptyDir writable to
+/// the pod (fsGroup): the sidecar creates its socket (or the installer its copy) in it.
+fn sidecar_owned_dir(parent: &std::path::Path, name: &str) -> std::path::PathBuf {
+    let d = parent.join(name);
+    std::fs::create_dir(&d).unwrap();
     nix::unistd::chown(
-        &logs,
+        &d,
         Some(nix::unistd::Uid::from_raw(65532)),
         Some(nix::unistd::Gid::from_raw(65532)),
     )
     .unwrap();
+    d
+}
 
-    let name = unique("logsock");
+/// A lab pod wired as `brainboxctl inject` wires one (default settings): the sidecar with the
+/// injected `BRAINBOX_REDACT__*` environment and `logs` as its `brainbox-logs` volume, the
+/// agent with the workload environment, `logs` read-only, and `agent_volumes` (host:container
+/// `:ro` pairs) too.
+fn start_logs_pod(
+    prefix: &str,
+    logs: &std::path::Path,
+    agent_volumes: &[(&std::path::Path, &str)],
+    attack_tool: bool,
+    agent_cmd: &[&str],
+) -> Pod {
+    let (sidecar_env, workload_env) = injected(&InjectConfig::default());
+    let name = unique(prefix);
     let mut spec = PodSpec::new(&name);
     spec.profile = None;
-    spec.attack_tool = true;
+    spec.attack_tool = attack_tool;
+    spec.agent_cmd = agent_cmd;
     spec.sidecar_args = vec!["--volume".into(), format!("{}:{LOGS_PATH}", logs.display())];
     for (k, v) in sidecar_env
         .iter()
@@ -157,10 +168,22 @@ fn an_agent_logs_through_the_socket_and_only_redacted_lines_leave() {
         "--volume".into(),
         format!("{}:{LOGS_PATH}:ro", logs.display()),
     ];
+    for (host, at) in agent_volumes {
+        spec.agent_args
+            .extend(["--volume".into(), format!("{}:{at}:ro", host.display())]);
+    }
     for (k, v) in &workload_env {
         spec.agent_args.extend(["--env".into(), format!("{k}={v}")]);
     }
-    let pod = Pod::start(&spec).unwrap();
+    Pod::start(&spec).unwrap()
+}
+
+#[test]
+fn an_agent_logs_through_the_socket_and_only_redacted_lines_leave() {
+    require::lab();
+    let dir = tempfile::tempdir().unwrap();
+    let logs = sidecar_owned_dir(dir.path(), "logs");
+    let pod = start_logs_pod("logsock", &logs, &[], true, &["sleep", "86400"]);
     let sock = logs.join(LOG_SOCKET);
     wait_for(30, "the sidecar's log socket", || {
         sock.exists().then_some(())
@@ -379,20 +402,11 @@ fn a_wrapped_agents_prints_leave_only_through_the_sidecar() {
         .map(|v| v.as_str().unwrap().to_owned())
         .collect();
     assert_eq!(command[1], "logwrap");
-    // The environments do not depend on wrapping (`injected` uses a pod without a command).
-    let (sidecar_env, workload_env) = injected(&InjectConfig::default());
-
     let dir = tempfile::tempdir().unwrap();
-    let (logs, bin) = (dir.path().join("logs"), dir.path().join("bin"));
-    for d in [&logs, &bin] {
-        std::fs::create_dir(d).unwrap();
-        nix::unistd::chown(
-            d,
-            Some(nix::unistd::Uid::from_raw(65532)),
-            Some(nix::unistd::Gid::from_raw(65532)),
-        )
-        .unwrap();
-    }
+    let (logs, bin) = (
+        sidecar_owned_dir(dir.path(), "logs"),
+        sidecar_owned_dir(dir.path(), "bin"),
+    );
     // The installer init container.
     let image = brainbox_lab::images::sidecar_image().unwrap();
     let installed = brainbox_lab::docker::docker(&[
@@ -412,29 +426,9 @@ fn a_wrapped_agents_prints_leave_only_through_the_sidecar() {
     .unwrap();
     assert!(installed.contains("installed"), "{installed}");
 
-    let name = unique("logwrap");
-    let mut spec = PodSpec::new(&name);
-    spec.profile = None;
-    spec.sidecar_args = vec!["--volume".into(), format!("{}:{LOGS_PATH}", logs.display())];
-    for (k, v) in sidecar_env
-        .iter()
-        .filter(|(k, _)| k.starts_with("BRAINBOX_REDACT__"))
-    {
-        spec.sidecar_args
-            .extend(["--env".into(), format!("{k}={v}")]);
-    }
-    spec.agent_args = vec![
-        "--volume".into(),
-        format!("{}:{LOGS_PATH}:ro", logs.display()),
-        "--volume".into(),
-        format!("{}:{BIN_PATH}:ro", bin.display()),
-    ];
-    for (k, v) in &workload_env {
-        spec.agent_args.extend(["--env".into(), format!("{k}={v}")]);
-    }
+    // The environments do not depend on wrapping.
     let argv: Vec<&str> = command.iter().map(String::as_str).collect();
-    spec.agent_cmd = &argv;
-    let pod = Pod::start(&spec).unwrap();
+    let pod = start_logs_pod("logwrap", &logs, &[(&bin, BIN_PATH)], false, &argv);
     let got = wait_for(30, "the agent's two lines on the sidecar's stdout", || {
         let e = envelopes(&pod.sidecar.id);
         (e.len() >= 2).then_some(e)
