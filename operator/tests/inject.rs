@@ -37,6 +37,27 @@ fn run_cli(args: &[&str], stdin: Option<&str>) -> (i32, String, String) {
     )
 }
 
+/// `brainboxctl inject -f - <flags>` of `input`, which must succeed and pass `restricted`: the
+/// first pod template's metadata and spec.
+fn inject_first(
+    flags: &[&str],
+    input: &str,
+) -> (
+    k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    k8s_openapi::api::core::v1::PodSpec,
+) {
+    let mut args = vec!["inject", "-f", "-"];
+    args.extend_from_slice(flags);
+    let (code, out, err) = run_cli(&args, Some(input));
+    assert_eq!(code, 0, "{err}");
+    let (kind, t) = pod_templates(&out).remove(0);
+    let meta = t.metadata.unwrap_or_default();
+    let spec = t.spec.unwrap();
+    let v = check_restricted(&meta, &spec);
+    assert!(v.is_empty(), "{kind} fails restricted: {v:#?}");
+    (meta, spec)
+}
+
 /// Every pod template in a YAML stream (Pod spec or workload template), with its kind.
 fn pod_templates(yaml: &str) -> Vec<(String, PodTemplateSpec)> {
     use serde::Deserialize;
@@ -233,11 +254,8 @@ fn what_a_brainbox_may_not_have_is_refused() {
 #[test]
 fn logs_to_nats_and_a_shared_key_come_from_secrets_mounted_in_the_sidecar_only() {
     let input = std::fs::read_to_string(golden_dir().join("pod.in.yaml")).unwrap();
-    let (code, out, err) = run_cli(
+    let (_, spec) = inject_first(
         &[
-            "inject",
-            "-f",
-            "-",
             "--sidecar-image",
             IMAGE,
             "--logs-nats-url",
@@ -247,14 +265,8 @@ fn logs_to_nats_and_a_shared_key_come_from_secrets_mounted_in_the_sidecar_only()
             "--redact-key-secret",
             "redact-key",
         ],
-        Some(&input),
+        &input,
     );
-    assert_eq!(code, 0, "{err}");
-    let (_, t) = pod_templates(&out).remove(0);
-    let meta = t.metadata.unwrap_or_default();
-    let spec = t.spec.unwrap();
-    let v = check_restricted(&meta, &spec);
-    assert!(v.is_empty(), "fails restricted: {v:#?}");
     let vols = spec.volumes.as_ref().unwrap();
     let secret = |name: &str| {
         let s = vols
@@ -366,22 +378,16 @@ fn the_apparmor_profiles_allow_what_the_injector_mounts() {
             })
     };
     let input = std::fs::read_to_string(golden_dir().join("pod.in.yaml")).unwrap();
-    let (code, out, err) = run_cli(
+    let (_, spec) = inject_first(
         &[
-            "inject",
-            "-f",
-            "-",
             "--logs-nats-url",
             "tls://nats:4222",
             "--redact-key-secret",
             "k",
             "--wrap-stdout",
         ],
-        Some(&input),
+        &input,
     );
-    assert_eq!(code, 0, "{err}");
-    let (_, t) = pod_templates(&out).remove(0);
-    let spec = t.spec.unwrap();
     // The sidecar and the logwrap installer run the sidecar's binary under its profile.
     let mounts: Vec<_> = spec.init_containers.as_ref().unwrap()[..2]
         .iter()
@@ -437,23 +443,7 @@ spec:
           command: [\"python3\", \"-m\", \"agent\"]
           args: [\"--task\", \"review\"]
 ";
-    let (code, out, err) = run_cli(
-        &[
-            "inject",
-            "-f",
-            "-",
-            "--sidecar-image",
-            IMAGE,
-            "--wrap-stdout",
-        ],
-        Some(input),
-    );
-    assert_eq!(code, 0, "{err}");
-    let (kind, t) = pod_templates(&out).remove(0);
-    let meta = t.metadata.unwrap_or_default();
-    let spec = t.spec.unwrap();
-    let v = check_restricted(&meta, &spec);
-    assert!(v.is_empty(), "{kind} fails restricted: {v:#?}");
+    let (_, spec) = inject_first(&["--sidecar-image", IMAGE, "--wrap-stdout"], input);
     let init = spec.init_containers.as_ref().unwrap();
     assert_eq!(init[0].name, "brainbox-sidecar");
     assert_eq!(init[1].name, "brainbox-logwrap-install");
