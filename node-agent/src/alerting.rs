@@ -256,15 +256,22 @@ mod tests {
     }
 
     /// The Falco rule loader, the profiles' `priority_at_least` and the alert schema (and so
-    /// `brainboxctl`) share one priority type; the profiles' ranks follow its order.
+    /// `brainboxctl`) share one priority type: a rule's priority is the alert's, and a profile
+    /// compares it with the same order.
     #[test]
     fn rules_profiles_and_alerts_share_one_priority() {
         let from_rules: brainbox_rules::Priority = Priority::Warning;
         assert_eq!(from_rules, brainbox_profile::Priority::Warning);
-        for (i, n) in brainbox_profile::PRIORITIES.iter().enumerate() {
-            let p = brainbox_rules::Priority::parse(n).unwrap();
-            assert_eq!(brainbox_profile::priority_rank(n), Some(i));
-            assert_eq!(p.rank(), i);
+        let m = brainbox_profile::Match {
+            priority_at_least: Some("WARN".into()),
+            ..Default::default()
+        };
+        for p in Priority::ALL {
+            assert_eq!(
+                m.matches("r", &[], p.as_str()),
+                p.at_least(Priority::Warning),
+                "{p}"
+            );
         }
     }
 

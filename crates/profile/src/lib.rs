@@ -129,31 +129,14 @@ fn default_rate() -> RateLimit {
     }
 }
 
-/// Falco priorities in increasing severity (see [`Priority::parse`] for the short forms).
-pub const PRIORITIES: &[&str] = &[
-    "debug",
-    "informational",
-    "notice",
-    "warning",
-    "error",
-    "critical",
-    "alert",
-    "emergency",
-];
-
-/// The severity rank of a priority name (see [`Priority::parse`]), or `None` if unknown.
-pub fn priority_rank(p: &str) -> Option<usize> {
-    Priority::parse(p).map(Priority::rank)
-}
-
 impl Match {
     /// Whether an alert with this rule, tags and priority matches.
     pub fn matches(&self, rule: &str, tags: &[String], priority: &str) -> bool {
         (self.rules.is_empty() || self.rules.iter().any(|r| r == rule))
             && (self.tags.is_empty() || self.tags.iter().any(|t| tags.contains(t)))
             && self.priority_at_least.as_deref().is_none_or(|min| {
-                match (priority_rank(priority), priority_rank(min)) {
-                    (Some(p), Some(m)) => p >= m,
+                match (Priority::parse(priority), Priority::parse(min)) {
+                    (Some(p), Some(m)) => p.at_least(m),
                     _ => false,
                 }
             })
@@ -327,14 +310,11 @@ impl Profile {
         }
         for (i, r) in self.responses.iter().enumerate() {
             if let Some(p) = &r.when.priority_at_least {
-                if priority_rank(p).is_none() {
+                if let Err(e) = p.parse::<Priority>() {
                     return Err(ProfileError::Invalid {
                         path: path.to_owned(),
                         field: format!("responses[{i}].match.priority_at_least"),
-                        reason: format!(
-                            "`{p}` is not a Falco priority ({})",
-                            PRIORITIES.join(", ")
-                        ),
+                        reason: e.to_string(),
                     });
                 }
             }
