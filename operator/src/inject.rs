@@ -464,14 +464,7 @@ pub fn inject_pod(
     }
 
     let volumes = spec.volumes.get_or_insert_with(Vec::new);
-    volumes.push(Volume {
-        name: SVID_VOLUME.into(),
-        empty_dir: Some(EmptyDirVolumeSource {
-            medium: Some("Memory".into()),
-            size_limit: Some(Quantity("1Mi".into())),
-        }),
-        ..Default::default()
-    });
+    volumes.push(empty_dir(SVID_VOLUME, Some("Memory"), "1Mi"));
     volumes.push(Volume {
         name: WORKLOAD_API_VOLUME.into(),
         // `restricted` forbids hostPath; a CSI volume is allowed. The SPIFFE CSI driver mounts
@@ -483,23 +476,9 @@ pub fn inject_pod(
         }),
         ..Default::default()
     });
-    volumes.push(Volume {
-        name: TMP_VOLUME.into(),
-        empty_dir: Some(EmptyDirVolumeSource {
-            medium: None,
-            size_limit: Some(Quantity("64Mi".into())),
-        }),
-        ..Default::default()
-    });
-    volumes.push(Volume {
-        name: LOGS_VOLUME.into(),
-        // Only the socket lives here.
-        empty_dir: Some(EmptyDirVolumeSource {
-            medium: Some("Memory".into()),
-            size_limit: Some(Quantity("1Mi".into())),
-        }),
-        ..Default::default()
-    });
+    volumes.push(empty_dir(TMP_VOLUME, None, "64Mi"));
+    // Only the socket lives here.
+    volumes.push(empty_dir(LOGS_VOLUME, Some("Memory"), "1Mi"));
     let secret = |volume: &str, secret: &str, keys: &[&str]| Volume {
         name: volume.into(),
         secret: Some(SecretVolumeSource {
@@ -528,14 +507,7 @@ pub fn inject_pod(
         volumes.push(secret(REDACT_KEY_VOLUME, k, &["key"]));
     }
     if cfg.wrap_stdout {
-        volumes.push(Volume {
-            name: BIN_VOLUME.into(),
-            empty_dir: Some(EmptyDirVolumeSource {
-                medium: None,
-                size_limit: Some(Quantity("64Mi".into())),
-            }),
-            ..Default::default()
-        });
+        volumes.push(empty_dir(BIN_VOLUME, None, "64Mi"));
     }
 
     let labels = meta.labels.get_or_insert_with(BTreeMap::new);
@@ -546,6 +518,18 @@ pub fn inject_pod(
         .get_or_insert_with(BTreeMap::new)
         .insert(INJECTED_ANNOTATION.into(), "true".into());
     Ok(())
+}
+
+/// An emptyDir volume of at most `size` (`medium: Memory` is tmpfs).
+fn empty_dir(name: &str, medium: Option<&str>, size: &str) -> Volume {
+    Volume {
+        name: name.into(),
+        empty_dir: Some(EmptyDirVolumeSource {
+            medium: medium.map(Into::into),
+            size_limit: Some(Quantity(size.into())),
+        }),
+        ..Default::default()
+    }
 }
 
 fn all_containers(spec: &PodSpec) -> impl Iterator<Item = &Container> {
@@ -618,7 +602,6 @@ fn harden_container(c: &mut Container, object: &str) -> Result<(), InjectError> 
     Ok(())
 }
 
-/// The sidecar container.
 /// The sidecar's `[redact.pipeline]`, as environment: it listens on the pod's log socket
 /// (`0666`: the workload runs as another user; the socket's emptyDir is the boundary, only this
 /// pod's containers mount it) and writes JSON envelopes with the line's class to its standard
@@ -684,6 +667,7 @@ fn logwrap_installer(cfg: &InjectConfig) -> Container {
     }
 }
 
+/// The sidecar container.
 fn sidecar_container(cfg: &InjectConfig) -> Container {
     let mut requests = BTreeMap::new();
     requests.insert("cpu".to_string(), Quantity("10m".into()));
