@@ -9,10 +9,10 @@
 //! - sends every line of the child's stdout and stderr, whole (the two never interleave inside a
 //!   line), a line longer than `max_line` in pieces of at most `max_line` bytes;
 //! - when the socket breaks (the sidecar restarts), holds the current line and reconnects; the
-//!   child blocks on its next write meanwhile: nothing is dropped and nothing is printed;
+//!   child blocks on its next write meanwhile: nothing is dropped and nothing is printed (a
+//!   line the broken connection had taken in part is sent again whole);
 //! - forwards SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 to the child, and exits with
-//!   the child's status (128 + the signal if it was killed by one).
-//!
+//!   the child's status (128 + the signal if it was killed by one);
 //! - reaps what is left to it: it is the child subreaper of its command's process tree (and
 //!   PID 1 of the container), so orphaned grandchildren that exit do not stay zombies.
 
@@ -81,13 +81,10 @@ fn pump(r: impl Read, sink: &Mutex<Sink>, max_line: usize) {
             r.consume(1);
             continue;
         }
-        let room = max_line - line.len();
-        let (take, end) = match memchr::memchr(b'\n', &buf[..buf.len().min(room)]) {
+        let avail = buf.len().min(max_line - line.len());
+        let (take, end) = match memchr::memchr(b'\n', &buf[..avail]) {
             Some(i) => (i + 1, true),
-            None => (
-                buf.len().min(room),
-                line.len() + buf.len().min(room) == max_line,
-            ),
+            None => (avail, line.len() + avail == max_line),
         };
         line.extend_from_slice(&buf[..take]);
         r.consume(take);
@@ -148,6 +145,9 @@ pub fn run(socket: &Path, cmd: &[OsString], max_line: usize) -> i32 {
         eprintln!("brainbox-sidecar logwrap: cannot block signals: {e}");
         return 1;
     }
+    // Orphans of the command's tree come to us (as to PID 1), to be reaped below; set before
+    // the command starts, so none escapes.
+    let _ = nix::sys::prctl::set_child_subreaper(true);
     let mut child = match Command::new(program)
         .args(args)
         .stdin(Stdio::inherit())
@@ -166,8 +166,6 @@ pub fn run(socket: &Path, cmd: &[OsString], max_line: usize) -> i32 {
         }
     };
     let pid = nix::unistd::Pid::from_raw(child.id() as i32);
-    // Orphans of the command's tree come to us (as to PID 1), to be reaped below.
-    let _ = nix::sys::prctl::set_child_subreaper(true);
     std::thread::spawn(move || {
         while let Ok(sig) = forwarded.wait() {
             let _ = nix::sys::signal::kill(pid, sig);
@@ -212,11 +210,7 @@ pub fn run(socket: &Path, cmd: &[OsString], max_line: usize) -> i32 {
             let _ = r.join();
         }
     }
-    if let Ok(mut s) = sink.lock() {
-        if let Some(st) = s.stream.as_mut() {
-            let _ = st.flush();
-        }
-    }
+    // Every line was written with `write_all` on an unbuffered socket: nothing to flush.
     code
 }
 
