@@ -49,6 +49,18 @@ fn injected(cfg: &InjectConfig) -> (Env, Env) {
     (env(sidecar), env(&out["spec"]["containers"][0]))
 }
 
+/// `inject --logs-nats-url tls://… --redact-key-secret brainbox-redact-key`.
+fn nats_and_shared_key() -> InjectConfig {
+    InjectConfig {
+        logs_nats: Some(LogsNats {
+            url: "tls://brainbox-nats.brainbox-system.svc:4222".into(),
+            secret: "brainbox-nats-sidecar".into(),
+        }),
+        redact_key_secret: Some("brainbox-redact-key".into()),
+        ..Default::default()
+    }
+}
+
 fn load(env: &[(String, String)]) -> SidecarConfig {
     let mut env = env.to_vec();
     env.push(("BRAINBOX_POD_NAME".into(), "agent-0".into()));
@@ -74,14 +86,7 @@ fn the_injected_environment_is_a_valid_sidecar_configuration() {
     ));
     assert!(c.redact.key_file.is_none());
 
-    let (sidecar, _) = injected(&InjectConfig {
-        logs_nats: Some(LogsNats {
-            url: "tls://brainbox-nats.brainbox-system.svc:4222".into(),
-            secret: "nats-pw".into(),
-        }),
-        redact_key_secret: Some("redact-key".into()),
-        ..Default::default()
-    });
+    let (sidecar, _) = injected(&nats_and_shared_key());
     let c = load(&sidecar);
     assert_eq!(
         c.redact.key_file.as_deref(),
@@ -257,23 +262,15 @@ fn an_injected_sidecar_publishes_redacted_logs_to_the_shipped_nats() {
     let sock = dir.path().join(LOG_SOCKET);
     let key = dir.path().join("key");
     std::fs::write(&key, "shared-fingerprint-key-material\n").unwrap();
-    let (sidecar_env, _) = injected(&InjectConfig {
-        logs_nats: Some(LogsNats {
-            url: "tls://brainbox-nats.brainbox-system.svc:4222".into(),
-            secret: "brainbox-nats-sidecar".into(),
-        }),
-        redact_key_secret: Some("brainbox-redact-key".into()),
-        ..Default::default()
-    });
-    let metrics = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let (sidecar_env, _) = injected(&nats_and_shared_key());
     let mut cmd = std::process::Command::new(brainbox_lab::bin_path("brainbox-sidecar"));
     cmd.arg("run")
         .env_clear()
         .env("BRAINBOX_POD_NAME", "agent-0")
-        .env("BRAINBOX_METRICS__LISTEN", metrics.to_string())
+        .env(
+            "BRAINBOX_METRICS__LISTEN",
+            format!("127.0.0.1:{}", brainbox_alerts::testkit::free_port()),
+        )
         .env("BRAINBOX_EGRESS__ENABLED", "false")
         .env("BRAINBOX_LOG__LEVEL", "warn")
         .stdout(std::process::Stdio::null());
