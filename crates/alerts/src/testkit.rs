@@ -35,6 +35,18 @@ pub struct NatsServer {
     store: tempfile::TempDir,
 }
 
+/// Waits up to `limit` until something accepts TCP connections on loopback `port`.
+pub fn wait_listening(port: u16, limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    true
+}
+
 /// A free loopback port (bound then released; good enough for a private test server).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -118,18 +130,11 @@ impl NatsServer {
             .spawn()
             .expect("cannot start nats-server");
         self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "nats-server did not start listening on port {}",
-                self.port
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        assert!(
+            wait_listening(self.port, Duration::from_secs(10)),
+            "nats-server did not start listening on port {}",
+            self.port
+        );
     }
 }
 
@@ -294,15 +299,11 @@ impl ShippedNats {
             .stderr(log)
             .spawn()
             .expect("starting nats-server");
-        let start = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                start.elapsed() < Duration::from_secs(10),
-                "nats-server did not start with the shipped configuration: {}",
-                std::fs::read_to_string(dir.path().join("server.log")).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        assert!(
+            wait_listening(port, Duration::from_secs(10)),
+            "nats-server did not start with the shipped configuration: {}",
+            std::fs::read_to_string(dir.path().join("server.log")).unwrap_or_default()
+        );
         assert!(
             conf.contains(&format!("cert_file: {}", cert.display())),
             "the shipped nats.conf has no TLS certificate to replace"

@@ -21,7 +21,7 @@ use brainbox_common::nats::NatsAuth;
 use std::{
     path::PathBuf,
     process::{Command, Stdio},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 fn now() -> String {
@@ -302,14 +302,10 @@ async fn tls_is_verified_against_the_configured_ca() -> Result<()> {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()?;
-    let start = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        ensure!(
-            start.elapsed() < Duration::from_secs(10),
-            "nats-server (TLS) did not start"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    ensure!(
+        brainbox_alerts::testkit::wait_listening(port, Duration::from_secs(10)),
+        "nats-server (TLS) did not start"
+    );
     let url = format!("tls://127.0.0.1:{port}");
     let auth = NatsAuth {
         user: "operator".into(),
